@@ -83,6 +83,7 @@ DEFAULT_NO_MEDIA_AFTER = 2.0  # Jitsi, mediasoup: 2 s without packets = interrup
 
 _U32 = 0xFFFFFFFF
 _HALF_U32 = 0x80000000
+_INF = math.inf  # a module constant: cheaper than math.inf on the hot path
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,18 +268,19 @@ class _Stream:
         delta = (seq - ext_max) & 0xFFFF
         if 0 < delta < self._max_dropout:
             ext = ext_max + delta
+            ring = self._ring
             if delta == 1:
                 oldest = ext - self._max_misorder
                 if oldest > self._final:  # one number leaves the reorder horizon
                     self._final = oldest
-                    if self._ring[oldest & self._mask]:
+                    if ring[oldest & self._mask]:
                         self._run = 0
                     else:
                         self._extend_burst(1)
             else:
                 self._skip(ext_max, ext)
             self._ext_max = ext
-            self._ring[ext & self._mask] = 1
+            ring[ext & self._mask] = 1
         elif delta == 0:
             self.duplicated += 1
             self._count_arrival(size, now)
@@ -461,7 +463,7 @@ class RtpReceiveStats:
 
     __slots__ = (
         "_clock_rates",
-        "_deadline_fired",
+        "_deadline_fired_for",
         "_drops",
         "_fid",
         "_last_arrival",
@@ -507,7 +509,7 @@ class RtpReceiveStats:
         self._fid: dict[int, int] = {}
         self._drops: dict[RtpDropReason, int] = {}
         self._last_arrival = -math.inf
-        self._deadline_fired = False
+        self._deadline_fired_for = -math.inf  # the last arrival whose deadline has passed
 
     def on_packet(self, header: RtpHeader, *, now: float) -> None:
         """Account one received packet (header fields only) that arrived at ``now``."""
@@ -525,7 +527,7 @@ class RtpReceiveStats:
             and 0 <= timestamp <= _U32
             and size >= 0
             and 0 <= ssrc <= _U32
-            and self._last_arrival <= now < math.inf
+            and self._last_arrival <= now < _INF
         ):
             self._drop(_diagnose(header, now, self._last_arrival))
             return
@@ -544,7 +546,6 @@ class RtpReceiveStats:
             else:
                 self._drop(RtpDropReason.BAD_AUDIO_LEVEL)
         self._last_arrival = now
-        self._deadline_fired = False
 
     def associate_rtx(self, *, rtx_ssrc: int, media_ssrc: int) -> None:
         """Attribute RTX SSRC to a media SSRC (SDP ``a=ssrc-group:FID media rtx``).
@@ -570,14 +571,14 @@ class RtpReceiveStats:
 
     def next_deadline(self) -> float | None:
         """When the media counts as interrupted if nothing arrives before (DESIGN: 2 s)."""
-        if self._last_arrival == -math.inf or self._deadline_fired:
+        if self._deadline_fired_for == self._last_arrival:  # both -inf before any packet
             return None
         return self._last_arrival + self._no_media_after
 
     def on_timer(self, *, now: float) -> None:
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline:
-            self._deadline_fired = True
+            self._deadline_fired_for = self._last_arrival
 
     def interrupted(self, *, now: float) -> bool | None:
         """No packet for ``no_media_after`` seconds; None before the first packet."""
@@ -621,7 +622,6 @@ class RtpReceiveStats:
             return
         stream.receive_retransmission(header.size_bytes, now)
         self._last_arrival = now
-        self._deadline_fired = False
 
     def _rtx_media(self, rtx_ssrc: int, repaired_payload_type: int) -> _Stream | None:
         media_ssrc = self._fid.get(rtx_ssrc)
