@@ -16,11 +16,13 @@ Sequence numbers (RFC 3550 A.1, without the initial probation). The 16-bit numbe
 extended with a cycle count. Relative to the highest number seen so far, a packet is
 *ahead* (0 < delta < ``max_dropout``, 3000): the new highest, skipped numbers are
 missing; a *duplicate* of one already received (its slot in a small ring is set); *late*
-(up to ``max_misorder`` = 100 behind): it repairs a missing number; *too late* (further
-behind, but less than ``max_dropout``): the reorder horizon has passed, the number stays
-lost and the packet is counted apart; anything else is a *jump*: dropped, and if the
-next packet follows it (seq + 1) the sender restarted its numbering and the stream
-re-synchronises, keeping the counts it had (RFC 3550's ``bad_seq`` rule).
+(fewer than ``max_misorder`` = 100 behind): it repairs a missing number; *too late*
+(further behind, but less than ``max_dropout``): the reorder horizon has passed, the
+number stays lost and the packet is counted apart (RFC 3550 would treat it as a jump;
+this way a few very late packets cannot re-synchronise the stream onto old numbers);
+anything else is a *jump*: dropped, and if the next packet follows it (seq + 1) the
+sender restarted its numbering and the stream re-synchronises, keeping the counts it
+had (RFC 3550's ``bad_seq`` rule).
 
 Duplicates (a choice): RFC 3550 counts every packet as received, so duplicates make the
 cumulative loss negative and hide real loss. Here a duplicate is recognised within the
@@ -33,14 +35,17 @@ Ratios are clamped to [0, 1] all the same.
 Loss bursts: a burst is a run of consecutive missing sequence numbers. A number is
 decided once it is ``max_misorder`` behind the highest (the reorder horizon), since no
 packet that old is accepted any more; so a late packet repairs a gap instead of splitting
-a burst, and bursts are reported up to ``max_misorder`` packets late.
+a burst. A burst is counted when its first number is decided and its length grows as the
+rest are: figures lag the loss by ``max_misorder`` packets (2 s of 50 pkt/s audio), while
+``packets_lost`` and the loss ratios count a gap at once.
 
 Jitter (RFC 3550 section 6.4.1 and A.8): for each accepted original packet after the
 first, in arrival order, D = (arrival difference in clock units) - (RTP timestamp
 difference, signed 32-bit, so timestamp wraparound is harmless); J += (|D| - J) / 16 in
-floating point; reported as J / clock rate in ms. Duplicates, jumps and RTX packets do
-not enter it: it measures the network path of the original packets (as webrtc-stats
-separates packetsLost from retransmittedPacketsReceived).
+floating point; reported as J / clock rate in ms. Late packets enter it (the RFC
+computes it per packet received); duplicates, too-late packets, jumps and RTX do not:
+it measures the network path of the original packets (as webrtc-stats separates
+packetsLost from retransmittedPacketsReceived).
 
 RTX (RFC 4588): a packet whose payload type is an RTX type is a retransmission of its
 media stream. Its SSRC is attributed to the media SSRC given by :meth:`associate_rtx`
@@ -57,6 +62,10 @@ that exact span. A slot without packets has no checkpoint and needs none. That i
 most ``checkpoints_per_window + 1`` tuples per stream, never one per packet. Windowed
 loss is None when no packet was expected in the window; a late packet repairing a gap
 older than the window can make its loss negative, clamped to 0.
+
+No media: :meth:`RtpReceiveStats.since_last_packet` counts media and RTX alike, and
+``next_deadline()`` / ``on_timer(now=...)`` wake the session when ``no_media_after``
+(2 s, Jitsi and mediasoup) passes without a packet.
 
 Bad input (unknown payload type, fields out of range, time going backwards) is counted
 per :class:`RtpDropReason` and dropped, never raised.
