@@ -277,27 +277,34 @@ class _Stream:
         delta = (seq - ext_max) & 0xFFFF
         if 0 < delta < self._max_dropout:
             ext = ext_max + delta
-            ring = self._ring
-            if delta == 1:
-                oldest = ext - self._max_misorder
-                if oldest > self._final:  # one number leaves the reorder horizon
-                    self._final = oldest
-                    if ring[oldest & self._mask]:
-                        self._run = 0
-                    else:
-                        self._extend_burst(1)
-            else:
-                self._skip(ext_max, ext)
+            oldest = ext - self._max_misorder
+            if oldest == self._final + 1:  # in order: one number leaves the horizon
+                slot = oldest & self._mask
+                if self._ring[slot]:
+                    self._ring[slot] = 0
+                    self._run = 0
+                else:
+                    self._extend_burst(1)
+                self._final = oldest
+            elif oldest > self._final:
+                self._decide_through(oldest, ext_max)
             self._ext_max = ext
-            ring[ext & self._mask] = 1
+            self._ring[ext & self._mask] = 1
         elif delta == 0:
             self.duplicated += 1
             self._count_arrival(size, now)
             return None
-        elif delta > RTP_SEQ_MOD - self._max_misorder:
-            if not self._accept_late(ext_max - (RTP_SEQ_MOD - delta)):
+        elif delta > RTP_SEQ_MOD - self._max_misorder:  # late, within the horizon
+            ext = ext_max - (RTP_SEQ_MOD - delta)
+            slot = ext & self._mask
+            if self._ring[slot]:
+                self.duplicated += 1
                 self._count_arrival(size, now)
                 return None
+            self._ring[slot] = 1
+            if ext < self._base:  # older than the first packet: it should have been first
+                self._base = ext
+                self._final = ext - 1
         elif delta > RTP_SEQ_MOD - self._max_dropout:
             self.too_late += 1
             self._count_arrival(size, now)
@@ -350,20 +357,18 @@ class _Stream:
         self._run += missing
         self.longest_burst = max(self.longest_burst, self._run)
 
-    def _skip(self, old_max: int, new_max: int) -> None:
-        """The highest number jumped ahead: the skipped numbers are missing for now."""
-        self._decide_through(new_max - self._max_misorder, old_max)
-        ring = self._ring
-        mask = self._mask
-        for number in range(max(old_max + 1, new_max - self._max_misorder + 1), new_max):
-            ring[number & mask] = 0
-
     def _decide_through(self, last: int, old_max: int) -> None:
-        """Decide every number up to ``last``: received, or lost as part of a burst."""
+        """Decide every number up to ``last``: received, or lost as part of a burst.
+
+        A decided number's slot is cleared for the number ``ring size`` above it, so
+        slots ahead of the highest are always 0 (missing) without clearing gaps.
+        """
         ring = self._ring
         mask = self._mask
         for number in range(self._final + 1, min(last, old_max) + 1):
-            if ring[number & mask]:
+            slot = number & mask
+            if ring[slot]:
+                ring[slot] = 0
                 self._run = 0
             else:
                 self._extend_burst(1)
@@ -371,18 +376,6 @@ class _Stream:
         if last > unseen_from:  # numbers above the old maximum were never seen
             self._extend_burst(last - unseen_from)
         self._final = max(self._final, last)
-
-    def _accept_late(self, ext: int) -> bool:
-        """A packet behind the highest, within the horizon: a repair or a duplicate."""
-        slot = ext & self._mask
-        if ext < self._base:  # older than the first packet: it should have been first
-            self._base = ext
-            self._final = ext - 1
-        elif self._ring[slot]:
-            self.duplicated += 1
-            return False
-        self._ring[slot] = 1
-        return True
 
     def _restart(self, seq: int) -> None:
         """RFC 3550 A.1: two sequential packets after a jump; the sender renumbered."""

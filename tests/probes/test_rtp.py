@@ -237,6 +237,16 @@ def test_a_late_packet_repairs_the_gap_instead_of_splitting_a_burst() -> None:
     assert (stream.loss_burst_count, stream.longest_loss_burst_packets) == (1, 1)
 
 
+def test_a_long_outage_is_one_burst_and_a_late_packet_inside_it_splits_it() -> None:
+    numbers = [*range(100), *range(1100, 1121), 1050, *range(1121, 1400)]
+    stats = audio_stats()
+    feed(stats, [(n, 960 * n, k * 0.02) for k, n in enumerate(numbers)])
+    stream = only_stream(stats, 10.0)
+    assert stream.packets_lost == 999
+    assert (stream.loss_burst_count, stream.longest_loss_burst_packets) == (2, 950)
+    assert stream.packets_duplicated == 0
+
+
 def test_a_burst_is_decided_once_it_is_older_than_the_reorder_horizon() -> None:
     stats = audio_stats(max_misorder=50)
     numbers = [*range(10), *range(15, 60)]  # 10..14 missing; 59 is 49 past 10
