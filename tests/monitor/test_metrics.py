@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -105,3 +106,9 @@ def test_the_catalogue_follows_prometheus_naming_and_takes_no_identifiers() -> N
         if spec.type is MetricType.HISTOGRAM:
             assert list(spec.buckets) == sorted(spec.buckets)
     assert len({spec.name for spec in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_the_readme_documents_every_metric() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [spec.sample_name for spec in CATALOGUE if f"`{spec.sample_name}`" not in readme]
+    assert not missing
