@@ -1,0 +1,293 @@
+"""One WHIP publisher: an aiortc peer connection that only receives, wired to a session.
+
+Theory of operation: a participant's WHIP offer (RFC 9725 §4.2) is checked here before
+aiortc sees it (:func:`parse_offer`: one audio and at most one video section, each
+sending, with ICE credentials, a DTLS fingerprint and a codec aiortc can receive), so the
+HTTP layer can answer 400 or 406 with a reason instead of a stack trace. Then a
+``RTCPeerConnection`` (configured ICE servers only, none by default) takes the offer;
+before ICE completes, every receiver it created gets the RTP hook (monitor/rtp_hook.py)
+and, in metadata mode, loses its decoder.
+
+Every track is drained by its own task for as long as the connection lives (LAB.md:
+decoded frames queue without bound). In full mode the drain is the decoded-media path:
+audio frames go to the session as mono PCM placed in time by their pts (LAB.md: under
+loss aiortc's jitter buffer drops frames, so arrival order and count mislead), video
+frames as a Y-plane thumbnail (no colour conversion: the Y plane is already grey). In
+metadata mode nothing is decoded, so the drain only waits for the end of the track.
+
+Content never leaves this module: PCM and thumbnails are handed to the probes and
+dropped with the frame; nothing is logged but counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, cast
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+from aiortc.codecs import CODECS
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcpeerconnection import find_common_codecs
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from av import AudioFrame, VideoFrame
+
+from monitor.config import IceServer, Mode
+from monitor.media_clock import MediaClock
+from monitor.observations import MediaSpec
+from monitor.rtp_hook import (
+    RtpHook,
+    audio_level_dbov,
+    disable_decoding,
+    install_rtp_hook,
+    wire_size,
+)
+from monitor.session import Session
+from probes.base import FeltsafeError, MediaKind, Role
+from probes.content_freeze import thumbnail_from_y_plane
+from probes.rtp import RtpHeader
+
+logger = logging.getLogger(__name__)
+
+MAX_OFFER_BYTES = 64 * 1024
+_SENDING = {"sendonly", "sendrecv"}
+
+
+class OfferError(FeltsafeError):
+    """The peer's offer cannot be accepted; ``status`` is the HTTP answer (400 or 406)."""
+
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedOffer:
+    sdp: str
+    media: tuple[MediaSpec, ...]
+
+
+def parse_offer(text: str) -> ParsedOffer:
+    """Check a WHIP offer; raise OfferError with a reason a publisher's developer can act on.
+
+    Reasons never quote the offer: it is peer data (the websockets habit).
+    """
+    if not text.lstrip().startswith("v=0"):
+        raise OfferError(HTTPStatus.BAD_REQUEST, "malformed SDP: must start with v=0")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(text)
+    except Exception as exc:  # aiortc's parser raises whatever its input provokes
+        raise OfferError(
+            HTTPStatus.BAD_REQUEST, f"malformed SDP: unparsable ({type(exc).__name__})"
+        ) from None
+    kinds = [m.kind for m in description.media]
+    if not kinds:
+        raise OfferError(HTTPStatus.BAD_REQUEST, "malformed SDP: no media section")
+    if any(kind not in ("audio", "video") for kind in kinds):
+        raise OfferError(HTTPStatus.BAD_REQUEST, "only audio and video media are accepted")
+    if kinds.count("audio") > 1 or kinds.count("video") > 1:
+        raise OfferError(HTTPStatus.BAD_REQUEST, "at most one audio and one video section")
+    specs = []
+    for media in description.media:
+        specs.append(_check_media(media))
+    return ParsedOffer(sdp=text, media=tuple(specs))
+
+
+def _check_media(media: aiortc_sdp.MediaDescription) -> MediaSpec:
+    kind = MediaKind(media.kind)
+    if media.direction is not None and media.direction not in _SENDING:
+        raise OfferError(HTTPStatus.BAD_REQUEST, f"the {kind} section does not send media")
+    if not (media.ice and media.ice.usernameFragment and media.ice.password):
+        raise OfferError(HTTPStatus.BAD_REQUEST, f"the {kind} section lacks ICE credentials")
+    if not (media.dtls and media.dtls.fingerprints):
+        raise OfferError(HTTPStatus.BAD_REQUEST, f"the {kind} section lacks a DTLS fingerprint")
+    if not media.rtcp_mux:
+        raise OfferError(HTTPStatus.BAD_REQUEST, f"the {kind} section needs a=rtcp-mux")
+    common = find_common_codecs(CODECS[kind.value], media.rtp.codecs)
+    media_codecs = [c for c in common if not c.mimeType.lower().endswith("/rtx")]
+    if not media_codecs:
+        supported = sorted(
+            {c.mimeType.split("/")[1] for c in CODECS[kind.value]} - {"rtx"}, key=str.lower
+        )
+        raise OfferError(
+            HTTPStatus.NOT_ACCEPTABLE,
+            f"no supported {kind} codec offered (supported: {', '.join(supported)})",
+        )
+    rtx: dict[int, int] = {}
+    for codec in common:
+        apt = codec.parameters.get("apt")
+        if codec.mimeType.lower().endswith("/rtx") and isinstance(apt, int):
+            rtx[_payload_type(codec)] = apt
+    fid = {
+        int(group.items[1]): int(group.items[0])
+        for group in media.ssrc_group
+        if group.semantic == "FID" and len(group.items) == 2
+    }
+    return MediaSpec(
+        kind=kind,
+        clock_rates={_payload_type(c): int(c.clockRate) for c in media_codecs},
+        rtx_payload_types=rtx,
+        rtx_ssrcs=fid,
+        codec_names={_payload_type(c): c.mimeType.split("/")[1] for c in media_codecs},
+    )
+
+
+def _payload_type(codec: RTCRtpCodecParameters) -> int:
+    # Parsed from an a=rtpmap line, so always set (aiortc types it Optional).
+    assert codec.payloadType is not None
+    return codec.payloadType
+
+
+class Publisher:
+    """The receive side of one participant's WHIP session (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: Session,
+        role: Role,
+        *,
+        ice_servers: Sequence[IceServer] = (),
+        clock: Callable[[], float],
+        on_failed: Callable[[Publisher], None],
+    ) -> None:
+        self.session = session
+        self.role = role
+        self.mode = session.mode
+        self.resource_id = secrets.token_urlsafe(16)
+        self._clock = clock
+        self._on_failed = on_failed
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(list(s.urls), s.username, s.credential) for s in ice_servers
+                ]
+            )
+        )
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        self._hooks: list[RtpHook] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.decode_errors = 0
+
+    @property
+    def packets_seen(self) -> int:
+        return sum(hook.packets_seen for hook in self._hooks)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    async def start(self, offer: ParsedOffer) -> str:
+        """Accept the offer; return the answer SDP (ICE candidates gathered, no trickle)."""
+        for spec in offer.media:
+            self.session.configure_media(self.role, spec)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        except Exception as exc:
+            raise OfferError(
+                HTTPStatus.BAD_REQUEST, f"offer rejected by the WebRTC stack ({type(exc).__name__})"
+            ) from None
+        for transceiver in self._pc.getTransceivers():
+            kind = MediaKind(transceiver.kind)
+            receiver = transceiver.receiver
+            if self.mode is Mode.METADATA:
+                disable_decoding(receiver)
+            self._hooks.append(
+                install_rtp_hook(receiver, self._packet_callback(kind), clock=self._clock)
+            )
+            self._spawn(self._drain(kind, receiver.track))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return str(self._pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        """Close the connection and end every task it started; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pc.close()
+        for hook in self._hooks:
+            hook.uninstall()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the RTP path -------------------------------------------------------------------
+
+    def _packet_callback(self, kind: MediaKind) -> Callable[[RtpPacket, float], None]:
+        on_rtp = self.session.on_rtp
+        role = self.role
+
+        def on_packet(packet: RtpPacket, now: float) -> None:
+            header = RtpHeader(
+                ssrc=packet.ssrc,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                payload_type=packet.payload_type,
+                marker=bool(packet.marker),
+                size_bytes=wire_size(packet),
+                audio_level_dbov=audio_level_dbov(packet),
+            )
+            on_rtp(role, kind, header, now=now)
+
+        return on_packet
+
+    # -- the decoded path ---------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, kind: MediaKind, track: MediaStreamTrack) -> None:
+        """Receive every frame of ``track`` until it ends; in full mode, analyse it."""
+        media_clock = MediaClock()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if self.mode is Mode.METADATA:
+                continue  # nothing is decoded; a frame here would be a stray: drop it
+            now = self._clock()
+            try:
+                if isinstance(frame, AudioFrame):
+                    self._on_audio(frame, media_clock, now)
+                elif isinstance(frame, VideoFrame):
+                    self._on_video(frame, now)
+            except Exception:
+                self.decode_errors += 1
+                if self.decode_errors == 1:
+                    logger.exception("analysing a decoded %s frame failed (counted)", kind)
+
+    def _on_audio(self, frame: AudioFrame, media_clock: MediaClock, now: float) -> None:
+        samples = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        mono = samples[0] if frame.format.is_planar else samples[0, ::channels]
+        if mono.dtype.kind == "f":  # a float decoder (not aiortc's Opus): scale to s16
+            mono = np.clip(mono * 32767.0, -32768, 32767)
+        if frame.pts is not None and frame.time_base is not None:
+            at = media_clock.place(float(frame.pts * frame.time_base), now)
+        else:
+            at = now
+        self.session.on_audio_frame(
+            self.role, np.ascontiguousarray(mono, dtype=np.int16), frame.sample_rate, now=at
+        )
+
+    def _on_video(self, frame: VideoFrame, now: float) -> None:
+        plane = frame.planes[0]
+        buffer = cast(Any, plane)  # a VideoPlane exposes the buffer protocol
+        luma = np.frombuffer(buffer, dtype=np.uint8).reshape(plane.height, plane.line_size)
+        thumbnail = thumbnail_from_y_plane(luma[:, : plane.width])
+        self.session.on_video_frame(self.role, thumbnail, now=now, frame_id=frame.pts)
+
+    def _on_connection_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed") and not self._closed:
+            self._on_failed(self)
