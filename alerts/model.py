@@ -68,6 +68,23 @@ class Flag:
     evidence: Mapping[str, SignalValue] = field(default_factory=dict)
     context: Mapping[str, ContextValue] = field(default_factory=dict)
 
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready form with a stable layout (sets sorted, mappings key-sorted)."""
+        return {
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "start": self.start,
+            "end": self.end,
+            "severity": str(self.severity),
+            "audience": sorted(str(a) for a in self.audience),
+            "undermines": sorted(str(u) for u in self.undermines),
+            "title": self.title,
+            "message": self.message,
+            "hint": self.hint,
+            "evidence": dict(sorted(self.evidence.items())),
+            "context": dict(sorted(self.context.items())),
+        }
+
     def key(self, session_id: str) -> str:
         """Deterministic identity: the same firing in the same session, however often
         it is written (live, retried, replayed), has the same key."""

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Final
 
-from alerts.expr import NO_DATA, Call, Evaluator, Expr, NoData, SnapshotLike, Value
+from alerts.expr import NO_DATA, Call, Evaluator, NoData, SnapshotLike, Value
 
 GRID: Final = 1.0
 EPSILON: Final = 1e-6
@@ -84,6 +84,9 @@ class Sampler:
 
     def record(self, value: Value, *, now: float) -> None:
         current = grid_index(now)
+        if current == self._last_index:  # most ticks: no whole second crossed
+            self._held = value
+            return
         exact = on_grid(now)
         if self._last_index is None:
             if exact:
@@ -136,28 +139,35 @@ def _rises(samples: deque[tuple[int, Value]], low: float, high: float) -> float:
 
 
 class WindowValues(Mapping[Call, Value]):
-    """This tick's windowed values, computed on first use and remembered for the tick."""
+    """This tick's windowed values, computed on first use and remembered for the tick.
 
-    __slots__ = ("_memo", "_now", "_samplers")
+    Keyed by the identity of the Call node (``routes`` maps ``id(call)`` to the sampler
+    of its operand): hashing an expression tree on every lookup would cost more than
+    the window itself. The engine builds the routes from the rules it holds, which keep
+    those nodes alive.
+    """
 
-    def __init__(self, samplers: Mapping[Expr, Sampler], *, now: float) -> None:
-        self._samplers = samplers
+    __slots__ = ("_memo", "_now", "_routes")
+
+    def __init__(self, routes: Mapping[int, Sampler], *, now: float) -> None:
+        self._routes = routes
         self._now = now
-        self._memo: dict[Call, Value] = {}
+        self._memo: dict[int, Value] = {}
 
     def __getitem__(self, call: Call) -> Value:
-        value = self._memo.get(call)
+        key = id(call)
+        value = self._memo.get(key)
         if value is None:
-            sampler = self._samplers.get(call.operand)
+            sampler = self._routes.get(key)
             if sampler is None or call.window is None:
                 value = NO_DATA
             else:
                 value = sampler.window(call.function, call.window, now=self._now)
-            self._memo[call] = value
+            self._memo[key] = value
         return value
 
     def __iter__(self) -> Iterator[Call]:
-        return iter(self._memo)
+        return iter(())  # identity-keyed: not enumerable by node
 
     def __len__(self) -> int:
         return len(self._memo)

@@ -61,7 +61,11 @@ def only_error(text: str) -> PackIssue:
 
 def test_a_valid_pack_compiles_every_field() -> None:
     pack = parse_pack(VALID, source="pack.yaml")
-    assert (pack.name, pack.version, pack.profiles) == ("test_pack", 3, {"individual", "intake"})
+    assert (pack.name, pack.version, pack.profiles) == (
+        "test_pack",
+        3,
+        frozenset({"individual", "intake"}),
+    )
     loss, frozen = pack.rules
     assert loss.hold == 0.25
     assert loss.keep_firing_for == 120.0

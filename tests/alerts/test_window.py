@@ -87,7 +87,8 @@ def test_rises_counts_false_to_true_steps_a_second_apart() -> None:
 
 def test_numeric_windows() -> None:
     s = sampler()
-    feed(s, [(float(i), v) for i, v in enumerate([1.0, 5.0, NO_DATA, 3.0])])
+    values: list[Value] = [1.0, 5.0, NO_DATA, 3.0]
+    feed(s, [(float(i), v) for i, v in enumerate(values)])
     assert s.window("avg", 4, now=3.0) == 3.0
     assert s.window("max", 4, now=3.0) == 5.0
     assert s.window("min", 4, now=3.0) == 1.0
