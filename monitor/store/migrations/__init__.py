@@ -1,0 +1,1 @@
+"""Alembic migration environment and scripts of the flag store (see monitor/store/migrate.py)."""
