@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from monitor.config import load_settings
 from monitor.store import Store, StoreError
 from monitor.store.engine import parse_url
@@ -70,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if audit_days is None:
         audit_days = max(AUDIT_RETENTION_DAYS, days)
     _refuse_missing_sqlite_file(settings.db)
-    with Store.open(settings.db) as store:
-        counts = store.purge(
-            older_than_days=days, audit_older_than_days=audit_days, now=datetime.now(UTC)
-        )
+    try:
+        with Store.open(settings.db) as store:
+            counts = store.purge(
+                older_than_days=days, audit_older_than_days=audit_days, now=datetime.now(UTC)
+            )
+    except OperationalError as exc:
+        shown = parse_url(settings.db).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise StoreError(f"cannot use the store at {shown}: {reason}") from None
     if args.json:
         print(json.dumps({"older_than_days": days, "audit_older_than_days": audit_days,
                           "sessions": counts.sessions, "flags": counts.flags,

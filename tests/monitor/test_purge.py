@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -210,6 +211,23 @@ def test_purging_a_missing_file_fails_without_creating_it(
     assert not missing.exists()
 
 
+def test_an_unreachable_database_is_one_line_without_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://feltsafe:hunter2-secret@127.0.0.1:{port}/feltsafe?connect_timeout=5"
+
+    assert main(["purge", "--db", url]) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith("feltsafe purge: cannot use the store at postgresql+psycopg://")
+    assert "hunter2" not in error
+    assert len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
 def test_the_installed_command_runs(old_and_new: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "monitor.cli", "purge", "--older-than", "30", "--db", old_and_new],
