@@ -35,6 +35,20 @@ Theory of operation:
 Reads return records (records.py), never ORM rows. ``get_session``/``get_flag`` return
 None for an unknown id; ``list_flags``/``timeline`` raise SessionNotFoundError, so the
 REST layer can tell "no flags" from "no such session".
+
+How the REST API (DESIGN.md, "Interfaces") maps onto it, each call in a worker thread:
+
+    GET  /api/sessions                 list_sessions(SessionQuery(...))   + record_view
+    GET  /api/sessions/{id}            get_session (None -> 404)          + record_view
+    GET  /api/sessions/{id}/flags      list_flags                         + record_view
+    GET  /api/sessions/{id}/timeline   timeline                           + record_view
+    POST /api/flags/{key}/ack          acknowledge (audits by itself)
+    export as CSV/JSON                 list_flags                         + record_export
+    the audit page                     list_audit(session_id=...)
+
+Errors: NotFoundError -> 404, other StoreError -> 400, SQLAlchemy's OperationalError
+(database unreachable or locked past the busy timeout) -> 503. A token scoped to some
+sessions becomes ``SessionQuery(session_ids=...)``; the store holds no person ids.
 """
 
 from __future__ import annotations
