@@ -21,14 +21,23 @@ RESYNC_AFTER = 1.0
 class MediaClock:
     """Maps media time (seconds, arbitrary origin) to the session clock."""
 
-    __slots__ = ("_last", "_offset", "_resync_after")
+    __slots__ = ("_last", "_last_media", "_offset", "_resync_after")
 
     def __init__(self, *, resync_after: float = RESYNC_AFTER) -> None:
         self._offset: float | None = None
         self._last = float("-inf")
+        self._last_media: float | None = None
         self._resync_after = resync_after
 
     def place(self, media_time: float, arrival: float) -> float:
+        """The session time of the media at ``media_time``, never before the previous one.
+
+        A frame that arrives earlier than the anchor predicts lowers the anchor; the
+        frames placed before it cannot move, so the first frames of a stream may be
+        placed up to one arrival burst late (the clamp keeps time monotonic).
+        """
+        if self._last_media is not None and media_time < self._last_media:
+            self._offset = None  # media time went backwards: a new stream
         offset = arrival - media_time
         if (
             self._offset is None
@@ -36,11 +45,9 @@ class MediaClock:
             or offset - self._offset > self._resync_after
         ):
             self._offset = offset
-        placed = self._offset + media_time
-        if placed < self._last:  # media time went backwards: a new stream
-            self._offset = offset
-            placed = arrival
+        placed = max(self._offset + media_time, self._last)
         self._last = placed
+        self._last_media = media_time
         return placed
 
 

@@ -99,6 +99,7 @@ class MovingPatternTrack(MediaStreamTrack):
         self._index = 0
         self._start: float | None = None
         self._pauses: list[tuple[float, float]] = []
+        self.frame_times: list[float] = []  # loop time each frame was handed to aiortc
         yy, xx = np.mgrid[0:height, 0:width]
         self._base = (xx + yy).astype(np.float64)
 
@@ -109,15 +110,16 @@ class MovingPatternTrack(MediaStreamTrack):
     async def recv(self) -> VideoFrame:
         if self._start is None:
             self._start = time.time()
-        while True:
-            due = self._start + self._index / self.fps
-            wait = due - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            offset = self._index / self.fps
-            self._index += 1
-            if not any(a <= offset < b for a, b in self._pauses):
+        wait = self._start + self._index / self.fps - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elapsed = time.time() - self._start
+        for a, b in self._pauses:
+            if a <= elapsed < b:  # a pause in wall time, whatever the pacing lag
+                await asyncio.sleep(b - elapsed)
+                self._index = math.ceil(b * self.fps)
                 break
+        self._index += 1
         shift = 4.0 * self._index
         luma = 128 + 100 * np.sin((self._base + shift) / 12.0)
         luma += self._rng.normal(0, 2.0, luma.shape)
@@ -126,7 +128,13 @@ class MovingPatternTrack(MediaStreamTrack):
         frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = int((self._index - 1) * VIDEO_CLOCK / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.frame_times.append(asyncio.get_running_loop().time())
         return frame
+
+    def longest_gap(self) -> tuple[float, float]:
+        """(last frame before, first frame after) the longest pause in sending."""
+        pairs = zip(self.frame_times, self.frame_times[1:], strict=False)
+        return max(pairs, key=lambda pair: pair[1] - pair[0])
 
 
 @dataclass

@@ -157,6 +157,7 @@ def test_feltsafe_serve_answers_healthz_and_stops_on_sigint(tmp_path: Path) -> N
     assert "/healthz" not in output  # no access log: paths carry session ids
 
 
+@pytest.mark.slow
 def test_serve_without_a_secret_fails_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FELTSAFE_")}
     result = subprocess.run(

@@ -1,0 +1,272 @@
+"""Two in-process aiortc peers publish over WHIP to the real app; media over real UDP.
+
+Each peer sends synthetic speech (a scripted talk pattern) and, where needed, a moving
+picture; a seeded impairment on the publisher's side drops and delays RTP packets. The
+monitor's figures are compared with the ground truth the impairment and the scripts
+recorded. Every test here takes a few seconds of real time (marked slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
+from starlette.applications import Starlette
+
+from monitor.app import create_app
+from monitor.config import Mode, Settings
+from monitor.media_host import media_host
+from monitor.publisher import Publisher
+from monitor.session import MediaInterrupted
+from monitor.sinks import SessionEvent, SessionInfo
+from monitor.tokens import TokenRole, issue_token
+from probes.base import MediaKind, Role
+from probes.freeze import FreezeEnded, FreezeStarted
+from probes.signals import Snapshot
+from probes.speech import VoiceStarted, VoiceStopped
+from tests.monitor.peers import (
+    Impairment,
+    MovingPatternTrack,
+    Published,
+    ScriptedSpeechTrack,
+    publish,
+    reference_jitter_ms,
+)
+
+pytestmark = pytest.mark.slow
+
+SECRET = "e" * 40
+
+
+@dataclass
+class Recorder:
+    snapshots: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+
+    def on_snapshot(self, now: float, snapshot: Snapshot) -> None:
+        self.snapshots.append((now, dict(snapshot)))
+
+    def on_events(self, now: float, events: Sequence[SessionEvent]) -> None:
+        self.events.extend(events)
+
+    def on_ended(self, now: float) -> None:
+        return None
+
+    def of(self, kind: type, role: Role) -> list[object]:
+        return [e.event for e in self.events if isinstance(e.event, kind) and e.role is role]
+
+
+@dataclass
+class Monitor:
+    app: Starlette
+    client: httpx.AsyncClient
+    recorder: Recorder
+    peers: list[Published] = field(default_factory=list)
+
+    async def publish(
+        self,
+        role: Role,
+        tracks: Sequence[object],
+        *,
+        impairment: Impairment | None = None,
+        query: str = "",
+    ) -> Published:
+        token = issue_token(SECRET, role=TokenRole.PUBLISHER, session="s1", participant=role)
+        peer = await publish(
+            self.client,
+            "s1",
+            role.value,
+            token,
+            tracks,  # type: ignore[arg-type]
+            query=query,
+            impairment=impairment,
+        )
+        self.peers.append(peer)
+        return peer
+
+    def live(self):  # type: ignore[no-untyped-def]
+        return self.app.state.registry.get("s1")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_media() -> Iterator[None]:
+    with media_host("127.0.0.2"):
+        yield
+
+
+@pytest.fixture
+async def monitor() -> AsyncIterator[Monitor]:
+    recorder = Recorder()
+
+    def sink(info: SessionInfo) -> Recorder:
+        return recorder
+
+    app = create_app(Settings(secret=SECRET), sink_factories=[sink])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as client:
+        handle = Monitor(app, client, recorder)
+        yield handle
+        for peer in handle.peers:
+            await peer.pc.close()
+        await app.state.registry.aclose()
+
+
+def rtp_streams(monitor: Monitor, role: Role, kind: MediaKind):  # type: ignore[no-untyped-def]
+    live = monitor.live()
+    return live.session.participants[role].rtp[kind].snapshot(now=live.clock()).streams
+
+
+async def test_loss_and_jitter_match_the_injected_pattern(monitor: Monitor) -> None:
+    clean = Impairment()
+    impaired = Impairment(loss=0.05, max_delay=0.040, seed=11)
+    await monitor.publish(Role.THERAPIST, [ScriptedSpeechTrack([(0, 9)])], impairment=clean)
+    await monitor.publish(Role.CLIENT, [ScriptedSpeechTrack([(0, 9)])], impairment=impaired)
+    await asyncio.sleep(4.5)
+    impaired.active = clean.active = False  # stop counting; in-flight packets land
+    await asyncio.sleep(0.1)
+    [client_stream] = rtp_streams(monitor, Role.CLIENT, MediaKind.AUDIO)
+    truth = impaired.truth[client_stream.ssrc]
+    assert truth.sent >= 150
+    assert truth.dropped >= 4
+    # Loss: every dropped packet and nothing else (the newest few may still be in flight).
+    lost = client_stream.packets_lost
+    assert truth.dropped - 1 <= lost <= truth.dropped + 1, (lost, truth.dropped)
+    # Jitter: RFC 3550 over arrival = send time + injected delay, as the probe saw it.
+    reference = reference_jitter_ms(truth.deliveries, 48000)
+    assert reference > 8.0  # the injected 0-40 ms uniform delay: about 13 ms
+    assert client_stream.jitter_ms == pytest.approx(reference, abs=max(2.0, 0.25 * reference))
+    [therapist_stream] = rtp_streams(monitor, Role.THERAPIST, MediaKind.AUDIO)
+    assert therapist_stream.packets_lost == 0
+    assert therapist_stream.jitter_ms < reference / 2
+    # The snapshot carries the same figures under the catalogue's names.
+    _, snapshot = monitor.recorder.snapshots[-1]
+    assert snapshot["client.audio.loss_ratio_total"] == pytest.approx(
+        truth.dropped / truth.sent, abs=0.02
+    )
+    assert snapshot["therapist.audio.loss_ratio"] == 0.0
+
+
+async def _conversation_with_a_freeze(monitor: Monitor, mode: Mode) -> dict[Role, object]:
+    scripts = {Role.THERAPIST: [(0.8, 2.6)], Role.CLIENT: [(3.2, 5.4)]}
+    tracks: dict[Role, ScriptedSpeechTrack] = {}
+    videos: dict[Role, MovingPatternTrack] = {}
+    for role, f0 in ((Role.THERAPIST, 115.0), (Role.CLIENT, 205.0)):
+        tracks[role] = ScriptedSpeechTrack(scripts[role], f0=f0, seed=int(f0))
+        videos[role] = MovingPatternTrack(width=160, height=90, fps=30)
+        await monitor.publish(role, [tracks[role], videos[role]], query=f"?mode={mode}")
+    videos[Role.CLIENT].pause(at=2.0, duration=1.2)
+    await asyncio.sleep(6.4)
+    return {"scripts": scripts, "tracks": tracks, "paused": videos[Role.CLIENT].longest_gap()}
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL, Mode.METADATA])
+async def test_a_paused_sender_freezes_and_talk_follows_the_script(
+    monitor: Monitor, mode: Mode
+) -> None:
+    setup = await _conversation_with_a_freeze(monitor, mode)
+    recorder = monitor.recorder
+    assert monitor.live().session.mode is mode
+    # The freeze: reported while it lasts, once, as long as the sender's pause. (On a
+    # loaded machine a decoder stall can add a short freeze of its own: those are real
+    # frame gaps at the monitor, so only their length is bounded.)
+    last_before, first_after = setup["paused"]  # type: ignore[misc]
+    assert first_after - last_before == pytest.approx(1.2, abs=0.1)
+    started = recorder.of(FreezeStarted, Role.CLIENT)
+    ended = recorder.of(FreezeEnded, Role.CLIENT)
+    assert len(started) == len(ended)
+    [freeze] = [e for e in ended if e.start < first_after and e.end > last_before]
+    # Encode, send and decode take tens of ms here, more on a loaded machine.
+    assert 0.0 <= freeze.start - last_before <= 0.5
+    assert freeze.duration == pytest.approx(first_after - last_before, abs=0.3)
+    assert sum(e.duration for e in ended if e is not freeze) < 0.5
+    during = [
+        s["client.video.frozen"]
+        for t, s in recorder.snapshots
+        if last_before + 0.3 < t < first_after - 0.05
+    ]
+    assert during
+    assert all(during)  # the ongoing freeze is in every snapshot while it lasts
+    final = recorder.snapshots[-1][1]
+    assert final["client.video.freeze_count"] == float(len(ended))
+    assert final["client.video.frozen"] is False
+    assert final["client.video.fps"] == pytest.approx(30, abs=6)
+    # Talk activity: one talk spurt each, edges within 0.25 s of the script.
+    scripts, tracks = setup["scripts"], setup["tracks"]
+    for role in Role:
+        origin = tracks[role].started_at  # type: ignore[index]
+        starts = [e.t - origin for e in recorder.of(VoiceStarted, role)]
+        stops = [e.t - origin for e in recorder.of(VoiceStopped, role)]
+        [(a, b)] = scripts[role]  # type: ignore[index]
+        assert len(starts) == 1, (role, starts)
+        assert len(stops) == 1, (role, stops)
+        assert starts[0] == pytest.approx(a, abs=0.25)
+        assert stops[0] == pytest.approx(b, abs=0.25)
+    assert final["conversation.therapist.talk_time_s"] == pytest.approx(1.8, abs=0.3)
+    assert final["conversation.client.talk_time_s"] == pytest.approx(2.2, abs=0.3)
+    assert final["conversation.turns_total"] == 2
+    assert final["therapist.media.interrupted"] is False
+
+
+def _threads() -> list[str]:
+    """Live threads, less the event loop's own executor pool (the test peers' encoders
+    run there, and it lives as long as the loop, not a session)."""
+    return sorted(t.name for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+
+
+def _aiortc_objects() -> int:
+    gc.collect()
+    kinds = (RTCPeerConnection, RTCRtpReceiver, RemoteStreamTrack, Publisher)
+    return sum(isinstance(o, kinds) for o in gc.get_objects())
+
+
+async def test_stopped_packets_interrupt_within_2_s_and_nothing_outlives_the_session() -> None:
+    tasks_before = len(asyncio.all_tasks())
+    threads_before = _threads()
+    objects_before = _aiortc_objects()
+    recorder = Recorder()
+    app = create_app(Settings(secret=SECRET), sink_factories=[lambda info: recorder])
+    registry = app.state.registry
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as client:
+        monitor = Monitor(app, client, recorder)
+        cut = Impairment()
+        small = {"width": 160, "height": 90}
+        await monitor.publish(
+            Role.THERAPIST, [ScriptedSpeechTrack([]), MovingPatternTrack(**small)]
+        )
+        await monitor.publish(
+            Role.CLIENT, [ScriptedSpeechTrack([]), MovingPatternTrack(**small)], impairment=cut
+        )
+        await asyncio.sleep(1.5)
+        decoders = [name for name in _threads() if name.endswith("-decoder")]
+        assert len(decoders) >= 4  # one per receiver of the monitor (and of the peers)
+        cut.loss = 1.0  # every packet of the client's is lost from now on
+        cut_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(2.6)
+        interrupted = recorder.of(MediaInterrupted, Role.CLIENT)
+        assert len(interrupted) == 1
+        detected = next(e.at for e in recorder.events if e.event is interrupted[0])
+        assert detected - cut_at <= 2.1  # 2 s after the last packet that got through
+        assert recorder.snapshots[-1][1]["client.media.interrupted"] is True
+        assert recorder.snapshots[-1][1]["therapist.media.interrupted"] is False
+        # Server shutdown with the peers still sending: the monitor frees its side alone.
+        await registry.aclose()
+        assert len(registry) == 0
+        assert [name for name in _threads() if name.endswith("-decoder")] == []
+        gc.collect()
+        assert sum(isinstance(o, Publisher) for o in gc.get_objects()) == 0
+        for peer in monitor.peers:
+            await peer.pc.close()
+        monitor.peers.clear()
+    del monitor, app, registry, transport, client, cut, peer
+    await asyncio.sleep(0.2)
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert _threads() == threads_before
+    assert _aiortc_objects() == objects_before
