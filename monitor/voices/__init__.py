@@ -101,7 +101,11 @@ def voice(voice_id: str) -> VoiceInfo:
     raise UnknownVoiceError(f"unknown voice {voice_id!r}; known: {', '.join(voice_ids())}")
 
 
+@cache
 def decode_clip(clip: ClipInfo, *, sample_rate: int = 16000) -> npt.NDArray[np.int16]:
-    """The clip's PCM, mono int16 at ``sample_rate``, decoded into memory."""
+    """The clip's PCM, mono int16 at ``sample_rate``, decoded into memory once per
+    process (all voices: about 10 MB) and shared, hence read-only."""
     with resources.as_file(resource(clip.file)) as path:
-        return read_audio(path, sample_rate=sample_rate).samples
+        samples = read_audio(path, sample_rate=sample_rate).samples
+    samples.setflags(write=False)
+    return samples
