@@ -57,6 +57,12 @@ tick). Going FIRING -> RECOVERING -> FIRING is one flag. The flag's:
 Windowed functions (``count_over(x, 5)``, ...) read 1-second samples kept per distinct
 operand expression (alerts/window.py), shared by every rule that uses it.
 
+Profiles: ``Engine(pack, profile="intake")`` runs the rules that apply to that session
+profile (modality): ``enabled``, not in ``disabled_for``, and in ``only_for`` when a rule
+has one. A profile the pack does not declare is accepted and switches nothing except
+``only_for`` rules off (no rule can name it), so a pack without an "intake" profile
+never stops a session from starting; ``Pack.profiles`` tells a caller that wants to warn.
+
 Hot reload: ``replace_pack`` keeps the state, flag and samples of every rule that is
 unchanged (equal compiled rule), starts changed and new rules INACTIVE, and clears the
 flags of rules that changed or went away at ``now``. ``finish`` ends every open flag
@@ -162,7 +168,7 @@ CONTEXT_SIGNALS: Final = (
 
 
 class EngineUsageError(FeltsafeError):
-    """The caller broke the engine's contract (time went backwards, unknown profile)."""
+    """The caller broke the engine's contract (time went backwards, or is not finite)."""
 
 
 # --- events --------------------------------------------------------------------------
@@ -237,7 +243,6 @@ class Engine:
     """Runs one pack for one session. See the module docstring for the semantics."""
 
     def __init__(self, pack: Pack, *, profile: str | None = None) -> None:
-        _check_profile(pack, profile)
         self.profile = profile
         self.pack = pack
         self._now: float | None = None
@@ -270,7 +275,7 @@ class Engine:
     # --- the tick ------------------------------------------------------------------
 
     def evaluate(self, snapshot: SnapshotLike, *, now: float) -> list[EngineEvent]:
-        self._advance(now)
+        now = self._advance(now)
         for sampler in self._samplers.values():
             sampler.observe(snapshot, now=now)
         windows = WindowValues(self._routes, now=now)
@@ -281,8 +286,7 @@ class Engine:
 
     def replace_pack(self, pack: Pack, *, now: float) -> list[EngineEvent]:
         """Swap in a new (already validated) pack; unchanged rules keep their state."""
-        _check_profile(pack, self.profile)
-        self._advance(now)
+        now = self._advance(now)
         old = {run.rule.id: run for run in self._runs}
         events: list[EngineEvent] = []
         runs: list[_Run] = []
@@ -303,7 +307,7 @@ class Engine:
 
     def finish(self, *, now: float) -> list[EngineEvent]:
         """The session ended: clear every open flag at ``now`` and reset every rule."""
-        self._advance(now)
+        now = self._advance(now)
         events: list[EngineEvent] = []
         for run in self._runs:
             self._stop(run, now, events)
@@ -311,12 +315,15 @@ class Engine:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _advance(self, now: float) -> None:
+    def _advance(self, now: float) -> float:
+        """Check and keep ``now``; as a float, so flag times print alike live and replayed."""
+        now = float(now)
         if not math.isfinite(now):
             raise EngineUsageError(f"now must be a finite number of seconds, got {now!r}")
         if self._now is not None and now < self._now:
             raise EngineUsageError(f"time went backwards: {now} after {self._now}")
         self._now = now
+        return now
 
     def _rewire(self) -> None:
         """Index the runs, and keep one sampler per distinct windowed operand."""
@@ -454,12 +461,6 @@ class Engine:
             events.append(RuleStateChanged(run.rule.id, run.state, RuleState.INACTIVE, now))
             run.state = RuleState.INACTIVE
             run.since = now
-
-
-def _check_profile(pack: Pack, profile: str | None) -> None:
-    if profile is not None and profile not in pack.profiles:
-        known = ", ".join(sorted(pack.profiles)) or "none"
-        raise EngineUsageError(f"pack {pack.name!r} has no profile {profile!r} (it has: {known})")
 
 
 def clean_value(raw: object) -> SignalValue:

@@ -356,6 +356,7 @@ def parse_pack(text: str, *, source: str) -> Pack:
             rule_specs.append((index, _RuleSpec.model_validate(raw)))
         except ValidationError as exc:
             _report(exc, ("rules", index), data, located)
+            _check_expressions(raw, ("rules", index), exc, located)
     pack = _compile(spec, rule_specs, located)
     if located.issues:
         raise PackError(located.issues)
@@ -396,6 +397,29 @@ def _describe_error(error: Mapping[str, Any], loc: _Path, data: Mapping[str, Any
     if isinstance(value, str | int | float | bool) or value is None:
         message += f" (got {value!r})"
     return f"{prefix}{where}: {message}" if where else f"{prefix}{message}"
+
+
+_EXPRESSIONS: Final = {
+    "when": ValueType.BOOL,
+    "clear_when": ValueType.BOOL,
+    "peak": ValueType.NUMBER,
+}
+
+
+def _check_expressions(raw: object, path: _Path, exc: ValidationError, located: _Located) -> None:
+    """Report the expression errors of a rule that failed validation for other reasons."""
+    if not isinstance(raw, dict):
+        return
+    failed = {tuple(e["loc"])[:1] for e in exc.errors()}
+    rule_id = raw.get("id")
+    prefix = f"rule {rule_id!r}: " if isinstance(rule_id, str) else f"rules[{path[-1]}]: "
+    for name, kind in _EXPRESSIONS.items():
+        text = raw.get(name)
+        if isinstance(text, str) and text.strip() and (name,) not in failed:
+            try:
+                compile_expression(text, expect=kind)
+            except ExprError as error:
+                located.issue((*path, name), f"{prefix}{name}: {error}")
 
 
 def _rule_id(data: Mapping[str, Any], index: int) -> str | None:
