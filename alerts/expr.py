@@ -47,7 +47,7 @@ NO_DATA`` is true, and anything else that involves ``NO_DATA`` is ``NO_DATA``.
 
 Functions
 ---------
-``has(x)``, and five windowed functions over the 1-second samples the engine keeps
+``has(x)``, and six windowed functions over the 1-second samples the engine keeps
 (alerts/window.py says exactly how they are sampled): ``count_over(x, w)``,
 ``rises(x, w)``, ``avg(x, w)``, ``max(x, w)``, ``min(x, w)``, ``delta(x, w)``. The window
 ``w`` is a constant number of seconds in [1, 3600] (``2m`` is fine); the first argument

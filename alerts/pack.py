@@ -32,7 +32,7 @@ A rule (the schema; DESIGN.md, issue 5)::
       source: ITU-T G.107 ...       # where the threshold comes from (required)
       message: ...                  # required for therapist-facing rules (<= 100 chars)
       hint: ...                     # a repair move, required likewise (<= 160 chars)
-      escalate:                     # optional; a mapping or a list of them
+      escalate:                     # optional; a mapping or a list; above `severity`
         - when: session.disclosure
           severity: alert
           message: ...              # optional wording for the escalated flag
@@ -497,11 +497,11 @@ def _compile_rule(
         where: _Path = ("escalate", number) if len(spec.escalate) > 1 else ("escalate",)
         label = f"escalate[{number}]"
         condition = expression(esc.when, (*where, "when"), f"{label}.when", ValueType.BOOL)
-        if esc.severity.rank < spec.severity.rank:
+        if esc.severity.rank <= spec.severity.rank:
             located.issue(
                 (*path, *where, "severity"),
-                f"{prefix}{label}.severity {esc.severity!s} is below the rule's "
-                f"severity {spec.severity!s}: an escalation never lowers it",
+                f"{prefix}{label}.severity {esc.severity!s} is not above the rule's "
+                f"severity {spec.severity!s}: an escalation raises it",
             )
         if condition is not None:
             escalations.append(Escalation(condition, esc.severity, esc.message, esc.hint))

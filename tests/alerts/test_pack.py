@@ -218,8 +218,9 @@ def test_profiles_inhibitors_and_escalations_are_checked() -> None:
     )
     later = VALID.replace("inhibited_by: [loss_high]", "inhibited_by: [frozen]")
     assert "'frozen' is not a rule listed before this one" in only_error(later).message
-    lower = VALID.replace("      severity: alert", "      severity: info")
-    assert "an escalation never lowers it" in only_error(lower).message
+    for level in ("info", "warn"):
+        lower = VALID.replace("      severity: alert", f"      severity: {level}")
+        assert "is not above the rule's severity warn" in only_error(lower).message
 
 
 @pytest.mark.parametrize(
