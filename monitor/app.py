@@ -13,7 +13,10 @@ Routes from the start:
 - WHIP (monitor/whip.py): ``POST /whip/{session}/{role}``, ``DELETE``/``PATCH``
   ``/whip/{session}/{role}/{resource}``;
 - ``GET /api/sessions/{id}/snapshot``: the latest snapshot of a live session, 404 once
-  it ended.
+  it ended;
+- ``/ws/indicator/{session}``: the therapist's live indicator (monitor/indicator_ws.py),
+  fed by an indicator sink on every session (monitor/indicator_feed.py);
+- ``/static/``: the ``<feltsafe-indicator>`` web component and the demo call page.
 
 CORS (RFC 9725 §4.3 expects it of endpoints that browsers reach): Starlette's
 ``CORSMiddleware`` answers preflight ``OPTIONS`` for the configured ``allowed_origins``
@@ -35,11 +38,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from monitor import trace_sink
 from monitor.config import Settings
+from monitor.indicator_feed import IndicatorHub
+from monitor.indicator_ws import IndicatorEndpoint
 from monitor.rtp_hook import check_aiortc_internals
+from monitor.rulefile import load_default_pack
+from monitor.session import SessionConfig
 from monitor.sessions import SessionRegistry
 from monitor.sinks import SinkFactory
 from monitor.whip import WhipEndpoint
@@ -59,12 +67,17 @@ def create_app(
     """Build the monitor app. ``settings.secret`` must be set (publisher tokens)."""
     check_aiortc_internals()
     secret = settings.require_secret()
+    indicator = IndicatorHub(pack=load_default_pack())
     if registry is None:
         registry = SessionRegistry(
             mode=settings.mode,
             ice_servers=settings.ice_servers,
-            sink_factories=[*_default_sinks(settings), *sink_factories],
+            session_config=SessionConfig(tick_interval=settings.tick_interval),
+            sink_factories=[*_default_sinks(settings), indicator.sink_factory, *sink_factories],
         )
+    indicator_ws = IndicatorEndpoint(
+        indicator, registry, secret=secret, allowed_origins=settings.allowed_origins
+    )
     whip = WhipEndpoint(registry, secret=secret)
 
     async def healthz(request: Request) -> Response:
@@ -96,6 +109,8 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             *whip.routes(),
             Route("/api/sessions/{session}/snapshot", snapshot, methods=["GET"]),
+            *indicator_ws.routes(),
+            Mount("/static", app=StaticFiles(packages=[("monitor", "static")]), name="static"),
             *routes,
         ],
         middleware=[
@@ -112,6 +127,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.indicator = indicator
     return app
 
 
@@ -119,4 +135,4 @@ def _default_sinks(settings: Settings) -> list[SinkFactory]:
     """The content-free JSONL trace, when ``trace_dir`` is set (monitor/trace.py)."""
     if settings.trace_dir is None:
         return []
-    return [trace_sink.factory(settings.trace_dir)]
+    return [trace_sink.factory(settings.trace_dir, tick=settings.tick_interval)]
