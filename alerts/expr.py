@@ -95,6 +95,7 @@ class ValueType(StrEnum):
 MAX_WINDOW: Final = 3600.0
 MAX_LENGTH: Final = 2000
 MAX_DEPTH: Final = 48
+MAX_OPERATORS: Final = 200  # bounds the tree's depth: compiling and hashing recurse
 
 WINDOW_FUNCTIONS: Final[Mapping[str, ValueType | None]] = {
     # function -> the type its first argument must have (None: either)
@@ -274,6 +275,7 @@ class _Parser:
         self.index = 0
         self.signals = signals
         self.depth = 0
+        self.operators = 0
         self.in_window = False
 
     @property
@@ -309,10 +311,17 @@ class _Parser:
         if self.depth > MAX_DEPTH:
             raise ExprError("expression nests too deeply", self.column)
 
+    def operator(self) -> _Token:
+        """Consume an operator token, counting it against MAX_OPERATORS."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise ExprError(f"more than {MAX_OPERATORS} operators", self.column)
+        return self.advance()
+
     def or_expr(self) -> tuple[Expr, ValueType]:
         left, kind = self.and_expr()
         while self.at("or"):
-            token = self.advance()
+            token = self.operator()
             right, right_kind = self.and_expr()
             _need(ValueType.BOOL, kind, "or", token.column, "left")
             _need(ValueType.BOOL, right_kind, "or", token.column, "right")
@@ -322,7 +331,7 @@ class _Parser:
     def and_expr(self) -> tuple[Expr, ValueType]:
         left, kind = self.not_expr()
         while self.at("and"):
-            token = self.advance()
+            token = self.operator()
             right, right_kind = self.not_expr()
             _need(ValueType.BOOL, kind, "and", token.column, "left")
             _need(ValueType.BOOL, right_kind, "and", token.column, "right")
@@ -331,7 +340,7 @@ class _Parser:
 
     def not_expr(self) -> tuple[Expr, ValueType]:
         if self.at("not"):
-            token = self.advance()
+            token = self.operator()
             self.nested()
             operand, kind = self.not_expr()
             self.depth -= 1
@@ -342,7 +351,7 @@ class _Parser:
     def comparison(self) -> tuple[Expr, ValueType]:
         left, kind = self.sum_expr()
         if self.current.kind == "op" and self.current.text in _COMPARISONS:
-            token = self.advance()
+            token = self.operator()
             right, right_kind = self.sum_expr()
             if token.text in ("==", "!="):
                 if kind != right_kind:
@@ -360,7 +369,7 @@ class _Parser:
     def sum_expr(self) -> tuple[Expr, ValueType]:
         left, kind = self.term()
         while self.current.kind == "op" and self.current.text in ("+", "-"):
-            token = self.advance()
+            token = self.operator()
             right, right_kind = self.term()
             _need(ValueType.NUMBER, kind, token.text, token.column, "left")
             _need(ValueType.NUMBER, right_kind, token.text, token.column, "right")
@@ -370,7 +379,7 @@ class _Parser:
     def term(self) -> tuple[Expr, ValueType]:
         left, kind = self.unary()
         while self.current.kind == "op" and self.current.text in ("*", "/"):
-            token = self.advance()
+            token = self.operator()
             right, right_kind = self.unary()
             _need(ValueType.NUMBER, kind, token.text, token.column, "left")
             _need(ValueType.NUMBER, right_kind, token.text, token.column, "right")
@@ -379,7 +388,7 @@ class _Parser:
 
     def unary(self) -> tuple[Expr, ValueType]:
         if self.current.kind == "op" and self.current.text in ("-", "+"):
-            token = self.advance()
+            token = self.operator()
             self.nested()
             operand, kind = self.unary()
             self.depth -= 1

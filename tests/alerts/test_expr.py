@@ -215,6 +215,9 @@ def test_deep_nesting_is_refused_before_python_recursion_runs_out() -> None:
 def test_overlong_expressions_are_refused() -> None:
     with pytest.raises(ExprError, match="longer than"):
         compile_expression(" or ".join(["true"] * 1000))
+    # Short enough, but a chain this long would nest the tree past Python's recursion.
+    with pytest.raises(ExprError, match="more than 200 operators"):
+        compile_expression("1+" * 995 + "1 > 0")
 
 
 @given(st.text(max_size=60))
