@@ -16,6 +16,7 @@ Routes from the start:
   it ended;
 - ``/ws/indicator/{session}``: the therapist's live indicator (monitor/indicator_ws.py),
   fed by an indicator sink on every session (monitor/indicator_feed.py);
+- ``/ws/beacon/{session}/{role}``: browser stats in (monitor/beacon_ws.py, mounted last);
 - ``/static/``: the ``<feltsafe-indicator>`` web component and the demo call page.
 
 CORS (RFC 9725 §4.3 expects it of endpoints that browsers reach): Starlette's
@@ -41,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from monitor import trace_sink
+from monitor import beacon_ws, trace_sink
 from monitor.config import Settings
 from monitor.indicator_feed import IndicatorHub
 from monitor.indicator_ws import IndicatorEndpoint
@@ -128,6 +129,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.indicator = indicator
+    beacon_ws.mount(app)  # /ws/beacon/{session}/{role} (monitor/beacon_ws.py)
     return app
 
 

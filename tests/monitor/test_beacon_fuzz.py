@@ -1,0 +1,185 @@
+"""Fuzzing the beacon over a real socket: the monitor app on uvicorn, port 0.
+
+Whatever a browser (or anything else) sends, the server answers or drops it, counts it,
+keeps the connection open, and the session goes on: a well-behaved beacon connected all
+along still gets its reports into the snapshot afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from monitor.app import create_app
+from monitor.config import Settings
+from monitor.tokens import TokenRole, issue_token
+from probes.base import Role
+
+SECRET = "f" * 40
+SESSION = "fuzz-session"
+
+
+class Server:
+    def __init__(self) -> None:
+        self.app = create_app(Settings(secret=SECRET))
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.http = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    @contextmanager
+    def beacon(self, role: Role) -> Iterator[ClientConnection]:
+        token = issue_token(SECRET, role=TokenRole.PUBLISHER, session=SESSION, participant=role)
+        with connect(f"{self.ws}/ws/beacon/{SESSION}/{role}", max_size=None) as ws:
+            ws.send(json.dumps({"type": "auth", "token": token}))
+            assert json.loads(ws.recv(timeout=5)) == {"type": "ready"}
+            yield ws
+
+    def counters(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"{self.http}/api/beacon/counters").json()
+        return body
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with Server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def anchor(server: Server) -> Iterator[ClientConnection]:
+    """A well-behaved therapist beacon that stays connected through all the fuzzing."""
+    with server.beacon(Role.THERAPIST) as ws:
+        yield ws
+
+
+def stats(rtt: float) -> str:
+    return json.dumps({"type": "stats", "v": 1, "inbound": [], "roundTripTime": rtt})
+
+
+utf8_text = st.text(st.characters(codec="utf-8"), max_size=300)
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | utf8_text,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["type", "v", "inbound", "kind", "rms"]), children)
+    ),
+    max_leaves=10,
+).map(json.dumps)
+frames = st.one_of(
+    utf8_text,
+    json_like,
+    st.binary(max_size=300),
+    st.integers(4000, 1 << 18).map(lambda n: "[" * n),  # oversized, up to 256 KiB
+    st.integers(4000, 70000).map(bytes),
+    st.sampled_from(
+        [
+            stats(0.01),
+            '{"type": "level", "v": 1, "rms": 0.2, "duration": 0.1}',
+            '{"type": "level", "v": 1, "rms": NaN, "duration": 0.1}',
+            '{"type": "stats", "v": 1, "inbound": [{"kind": "audio", "packetsLost": 1e308}]}',
+            "[" * 4000,
+        ]
+    ),
+)
+
+
+class Ledger:
+    """Frames sent after a token, over the whole module (the server's counters are too)."""
+
+    sent = 0
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Ledger:
+    return Ledger()
+
+
+def handled(counters: dict[str, Any]) -> int:
+    return int(counters["reports"] + counters["levels"] + sum(counters["rejected"].values()))
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frames, min_size=1, max_size=30))
+def test_fuzzed_frames_are_counted_one_by_one_and_never_close_the_connection(
+    server: Server, anchor: ClientConnection, ledger: Ledger, stream: list[str | bytes]
+) -> None:
+    with server.beacon(Role.CLIENT) as ws:
+        for frame in stream:
+            try:
+                ws.send(frame)
+            except ConnectionClosed as closed:
+                pytest.fail(f"the server closed the beacon: {closed.rcvd}")
+        ledger.sent += len(stream)
+    # The client closed: the server handles every frame before it sees the close.
+    deadline = time.monotonic() + 10
+    while (counters := server.counters()) and handled(counters) < ledger.sent:
+        assert time.monotonic() < deadline, "frames went missing"
+        time.sleep(0.01)
+    assert handled(counters) == ledger.sent
+    assert counters["internal_errors"] == 0
+
+
+def test_the_session_keeps_working_through_the_fuzzing(
+    server: Server, anchor: ClientConnection
+) -> None:
+    anchor.send(stats(0.123))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{server.http}/api/sessions/{SESSION}/snapshot")
+        assert response.status_code == 200
+        if response.json()["signals"]["therapist.network.rtt_ms"] == pytest.approx(123.0):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the well-behaved beacon's report never reached the snapshot")
+    counters = server.counters()
+    assert counters["internal_errors"] == 0
+    assert counters["open_connections"] == 1  # the anchor; every fuzzing connection is gone
+    assert httpx.get(f"{server.http}/healthz").json()["status"] == "ok"
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.one_of(utf8_text, st.binary(max_size=200), json_like))
+def test_anything_but_a_token_first_is_refused_and_starts_no_session(
+    server: Server, first: str | bytes
+) -> None:
+    with connect(f"{server.ws}/ws/beacon/never-{SESSION}/client") as ws:
+        ws.send(first)
+        answer = json.loads(ws.recv(timeout=5))
+        assert answer["type"] == "error"
+        assert answer["reason"] in ("token_invalid", "token_forbidden")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code in (4401, 4403)
+    response = httpx.get(f"{server.http}/api/sessions/never-{SESSION}/snapshot")
+    assert response.status_code == 404
