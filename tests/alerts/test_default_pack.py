@@ -337,16 +337,30 @@ def test_the_same_freeze_while_the_therapist_talks_is_only_the_plain_freeze_flag
     ((_, flag),) = recording.raised("therapist_video_frozen")
     assert flag.severity is Severity.WARN
     assert flag.context["speaking"] == "therapist"
-    # DESIGN.md: a freeze of 1 s or more is an alert; 0.75 s is not yet.
-    ((t, updated),) = recording.updated("therapist_video_frozen")
-    assert (t, updated.severity) == (21.0, Severity.ALERT)
+    # Issue 5: only the lower-severity flag; a plain freeze escalates at 5 s (a pause).
+    assert recording.updated("therapist_video_frozen") == []
+    assert recording.cleared("therapist_video_frozen")[0][1].severity is Severity.WARN
 
 
-def test_a_plain_freeze_just_under_one_second_stays_a_warning() -> None:
+def test_a_plain_freeze_that_reaches_five_seconds_becomes_an_alert() -> None:
+    snapshots = ticks(
+        {
+            "client.video.frozen": "0x3 1x24 0x20",
+            "client.video.freeze_s": "0x3 0+0.25x23 0x20",
+        },
+        base=HEALTHY,
+    )
+    recording = run(Engine(default_pack()), snapshots)
+    ((t, updated),) = recording.updated("client_video_frozen")
+    assert updated.severity is Severity.ALERT
+    assert t == pytest.approx(4 * 0.25 + 5.0)  # "0x3" is four samples: the freeze starts at 1 s
+
+
+def test_a_plain_freeze_just_under_five_seconds_stays_a_warning() -> None:
     snapshots = ticks(
         {
             "client.video.frozen": "0x3 1x3 0x20",
-            "client.video.freeze_s": "0x3 0 0.5 0.99 0.99 0x20",
+            "client.video.freeze_s": "0x3 0 2.5 4.99 4.99 0x20",
         },
         base=HEALTHY,
     )
