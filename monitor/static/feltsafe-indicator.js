@@ -20,7 +20,7 @@
 //
 // Reflected on the host for styling and tests: level="ok|warn|alert|interrupted" and
 // connection="connecting|open|closed|refused". A `feltsafe-state` event (detail: the
-// state) fires on every change. The status region is role="status", aria-live="polite".
+// state; it bubbles) fires on every state the monitor sends. The status region is role="status", aria-live="polite".
 
 const SCRIPT_URL = import.meta.url;
 const BACKOFF_START_MS = 500;
@@ -203,7 +203,7 @@ class FeltsafeIndicator extends HTMLElement {
         since: message.since ?? null,
       };
       this.#render();
-      this.dispatchEvent(new CustomEvent("feltsafe-state", { detail: this.state }));
+      this.dispatchEvent(new CustomEvent("feltsafe-state", { detail: this.state, bubbles: true }));
     } else if (message.type === "marker") {
       this.#marker = Boolean(message.on);
       this.#els.marker.setAttribute("aria-pressed", String(this.#marker));
