@@ -361,9 +361,7 @@ async def test_a_freeze_while_marked_sensitive_pushes_a_red_message_then_it_reco
 
 
 @pytest.mark.slow
-async def test_without_the_marker_a_short_freeze_only_warns_then_turns_red_after_a_second(
-    quick: Monitor,
-) -> None:
+async def test_without_the_marker_the_same_freeze_only_turns_amber(quick: Monitor) -> None:
     live = quick.registry.open("s1")
     therapist = SimulatedParticipant(live, Role.THERAPIST)
     therapist.start()
@@ -374,10 +372,10 @@ async def test_without_the_marker_a_short_freeze_only_warns_then_turns_red_after
             therapist.freeze()
             warn, _ = await until_state(ws, "warn", timeout=3.0)
             assert warn["message"] == FROZE
-            alert, alerted = await until_state(ws, "alert", timeout=3.0)
-            assert alert["message"] == FROZE
-            assert therapist.last_frame_at is not None
-            assert alerted - therapist.last_frame_at >= 1.0  # freeze_s >= 1 s escalates
+            # Two seconds of freeze with nobody holding the floor and no marker: the
+            # default pack keeps it amber (red only in context, or at the 5 s W3C pause).
+            with pytest.raises(TimeoutError):
+                await until_state(ws, "alert", timeout=2.0)
     finally:
         await therapist.stop()
 
