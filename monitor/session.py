@@ -49,10 +49,10 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.config import Mode
+from monitor.live_speech import LiveSpeech, SpeechSource
 from monitor.observations import BeaconReport, MediaSpec
 from monitor.participant import Attachment, LeftReason, Participant
 from monitor.sinks import SessionEvent
-from monitor.speech_pipeline import SpeechPipeline, SpeechSource
 from probes.base import MediaKind, Role
 from probes.content_freeze import Thumbnail
 from probes.quality import estimate_quality
@@ -125,7 +125,7 @@ class Session:
         self._next_tick = now + self.config.tick_interval
         self._nobody_since: float | None = now
         self._interrupted: dict[Role, bool] = dict.fromkeys(Role, False)
-        self.speech = SpeechPipeline(start=now)
+        self.speech = LiveSpeech(start=now)
         self.bad_level_samples = 0
 
     # -- the driver's side --------------------------------------------------------------
@@ -379,6 +379,7 @@ class Session:
         )
         values[f"{role}.speech.active"] = self.speech.active(role)
         values[f"{role}.speech.level_db"] = self.speech.level_db(role)
+        values[f"{role}.audio.echo_leak_db"] = self.speech.echo_leak_db(role)
         return values
 
     # -- events -------------------------------------------------------------------------

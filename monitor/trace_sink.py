@@ -1,72 +1,93 @@
-"""The optional content-free trace of a live session: one JSONL file of snapshots.
+"""The optional content-free trace of each live session, written by monitor/trace.py.
 
-Theory of operation: with ``trace_dir`` set, every session writes
-``<trace_dir>/<session id>.jsonl``: a header line, then one line per snapshot with the
-session time and the signals (numbers, booleans, nulls: derived figures only, never
-media). ``feltsafe replay`` reads it back through the rules engine. Writes go through a
-buffered file on the event loop (a few hundred bytes four times a second); the file is
-closed when the session ends. A write error disables the trace for that session and is
-logged once: tracing must never stop monitoring.
+Theory of operation: with ``trace_dir`` set, every session writes one JSONL trace
+(format and guarantees in monitor/trace.py: catalogue names only, numbers, booleans and
+nulls, only what changed per tick), at ``<trace_dir>/<session id>-<UTC start>.jsonl``
+(the id names the file, never its content; a trace is never overwritten). Each snapshot
+is one tick at the session's ``now``; the therapist's marker turning on or off is a
+marker event; the end of the session is ``session_ended``. ``feltsafe replay`` reads it
+back through the rules engine.
+
+Writes are a few hundred bytes, four times a second, on the event loop. A write error
+disables the trace for that session and is logged once: tracing must never stop
+monitoring.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import datetime
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from monitor.sinks import SessionEvent, SessionInfo, SessionSink, SinkFactory
+from monitor.trace import TraceEventKind, TraceHeader, TraceWriter
 from probes.signals import Snapshot
 
 logger = logging.getLogger(__name__)
 
-TRACE_FORMAT = "feltsafe-trace/1"
-
 
 class TraceSink:
-    """Appends a session's snapshots to its JSONL trace."""
+    """Writes one session's trace."""
 
-    def __init__(self, path: Path, info: SessionInfo) -> None:
-        self.path = path
-        self._started_at = info.started_at
-        self._file: IO[str] | None = None
+    def __init__(self, trace_dir: Path, info: SessionInfo, *, tick: float) -> None:
+        self._writer: TraceWriter | None = None
+        self._marker: object = None
+        self.path: Path | None = None
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
-            self._write({"format": TRACE_FORMAT, "session": info.session_id, "mode": info.mode})
+            trace_dir.mkdir(parents=True, exist_ok=True)
+            for attempt in range(100):
+                suffix = f"-{attempt}" if attempt else ""
+                path = trace_dir / f"{info.session_id}-{stamp}{suffix}.jsonl"
+                try:
+                    self._writer = TraceWriter.create(
+                        path, TraceHeader(mode=info.mode, tick_s=tick)
+                    )
+                except FileExistsError:
+                    continue
+                self.path = path
+                break
         except OSError:
             self._fail()
 
     def on_snapshot(self, now: float, snapshot: Snapshot) -> None:
-        self._write({"t": round(now - self._started_at, 3), "signals": dict(snapshot)})
+        if self._writer is None:
+            return
+        marker = snapshot.get("session.marker")
+        try:
+            if marker is not None and self._marker is not None and marker != self._marker:
+                kind = TraceEventKind.MARKER_ON if marker else TraceEventKind.MARKER_OFF
+                self._writer.event(kind, now=now)
+            self._writer.tick(snapshot, now=now)
+        except OSError:
+            self._fail()
+        self._marker = marker
 
     def on_events(self, now: float, events: Sequence[SessionEvent]) -> None:
         return None
 
     def on_ended(self, now: float) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
-
-    def _write(self, record: dict[str, object]) -> None:
-        if self._file is None:
+        if self._writer is None:
             return
         try:
-            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._writer.event(TraceEventKind.SESSION_ENDED, now=now)
+            self._writer.close()
         except OSError:
             self._fail()
+        self._writer = None
 
     def _fail(self) -> None:
         logger.exception("session trace disabled: cannot write under the trace directory")
-        self._file = None
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+        self._writer = None
 
 
-def factory(trace_dir: Path) -> SinkFactory:
+def factory(trace_dir: Path, *, tick: float = 0.25) -> SinkFactory:
     def make(info: SessionInfo) -> SessionSink:
-        return TraceSink(trace_dir / f"{info.session_id}.jsonl", info)
+        return TraceSink(trace_dir, info, tick=tick)
 
     return make
