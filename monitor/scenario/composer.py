@@ -657,7 +657,8 @@ def _render(
             mixed += noise
         mixed *= np.float32(32768.0)
         np.rint(mixed, out=mixed)
-        out[role] = np.clip(mixed, -32768, 32767).astype(np.int16)
+        np.clip(mixed, -32768, 32767, out=mixed)
+        out[role] = mixed.astype(np.int16)
     return Scenario(
         therapist=out[Role.THERAPIST],
         client=out[Role.CLIENT],
@@ -668,19 +669,20 @@ def _render(
 
 
 def _echo(source: Floats, config: ScenarioConfig) -> Floats:
+    """``source`` delayed and attenuated to -echo_leak_db dB (RMS), maybe lowpassed."""
     assert config.echo_leak_db is not None
     delay = round(config.echo_delay * SAMPLE_RATE)
-    leak = np.zeros_like(source)
-    leak[delay:] = source[: len(source) - delay]
+    gain = np.float32(10.0 ** (-config.echo_leak_db / 20.0))
+    leak = np.empty_like(source)
+    leak[:delay] = 0.0
+    np.multiply(source[: len(source) - delay], gain, out=leak[delay:])
     if config.echo_lowpass:
-        before = float(np.sqrt(np.mean(np.square(leak, dtype=np.float64))))
+        before = math.sqrt(float(np.dot(leak, leak)))
         cumulative = np.concatenate(([0.0], np.cumsum(leak, dtype=np.float64)))
-        smoothed = np.empty_like(leak)
-        smoothed[3:] = (cumulative[4:] - cumulative[:-4]) / 4.0
-        smoothed[:3] = leak[:3]
-        after = float(np.sqrt(np.mean(np.square(smoothed, dtype=np.float64))))
-        leak = smoothed * np.float32(before / after if after > 0 else 0.0)
-    return (leak * np.float32(10.0 ** (-config.echo_leak_db / 20.0))).astype(np.float32)
+        leak[3:] = (cumulative[4:] - cumulative[:-4]) / 4.0
+        after = math.sqrt(float(np.dot(leak, leak)))
+        leak *= np.float32(before / after if after > 0 else 0.0)
+    return leak
 
 
 def _noise(length: int, colour: NoiseColour, rng: np.random.Generator) -> Floats:
@@ -691,15 +693,16 @@ def _noise(length: int, colour: NoiseColour, rng: np.random.Generator) -> Floats
     if colour is NoiseColour.WHITE:
         noise = rng.random(length, dtype=np.float32)
         noise -= np.float32(0.5)
-    else:
-        noise = np.zeros(length, dtype=np.float32)
-        for k in range(_PINK_ROWS):
-            hold = 1 << k
-            phase = int(rng.integers(hold))
-            values = rng.random(length // hold + 2, dtype=np.float32)
-            values -= np.float32(0.5)
-            noise += np.repeat(values, hold)[phase : phase + length]
-    noise /= np.float32(math.sqrt(float(np.mean(np.square(noise, dtype=np.float64)))))
+        noise *= np.float32(math.sqrt(12.0))  # the RMS of uniform [-0.5, 0.5) is 1/sqrt(12)
+        return noise
+    noise = np.zeros(length, dtype=np.float32)
+    for k in range(_PINK_ROWS):
+        hold = 1 << k
+        phase = int(rng.integers(hold))
+        values = rng.random(length // hold + 2, dtype=np.float32)
+        values -= np.float32(0.5)
+        noise += np.repeat(values, hold)[phase : phase + length]
+    noise *= np.float32(math.sqrt(length / float(np.dot(noise, noise))))
     return noise
 
 
