@@ -509,8 +509,11 @@ class _Script:
         solo_max: float = 0.0,
         cut: bool = False,
     ) -> tuple[_Clip, float] | None:
-        """A clip of ``role`` that can host an intrusion, and the intrusion's start in it."""
-        clips = list(self.voices[role].utterances)
+        """A clip of ``role`` that can host an intrusion, and the intrusion's start in it.
+
+        A turn's first clip must also take the floor on its own (an opener)."""
+        voice = self.voices[role]
+        clips = list(voice.openers if spoken == 0 and voice.openers else voice.utterances)
         self.rng.shuffle(clips)
         for clip in clips:
             starts = self.intrusion_starts(
