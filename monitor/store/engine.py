@@ -23,6 +23,8 @@ isolation is enough: every write is a single upsert or a short transaction.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -72,13 +74,33 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        (journal_mode,) = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(journal_mode).lower() != "wal":
+        journal_mode = _enable_wal(cursor)
+        if journal_mode != "wal":
             raise StoreError(f"SQLite refused WAL mode (got {journal_mode!r}): use a local disk")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> str:
+    """Switch the file to WAL once; wait out a concurrent switch.
+
+    Several workers creating a new store together race on this switch, and SQLite may
+    answer "database is locked" at once instead of waiting out the busy timeout (seen
+    here with three threads opening one new file): retry until the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                (mode,) = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_on_begin(connection: Connection) -> None:

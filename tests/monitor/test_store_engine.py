@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from alerts.model import Audience, Flag, Severity
-from monitor.store import Store, StoreError
+from monitor.store import Store, StoreError, engine
 from monitor.store.engine import BUSY_TIMEOUT_MS, parse_url
 from tests.monitor import store_backends
 
@@ -116,3 +116,53 @@ def test_text_postgresql_cannot_hold_is_refused_on_every_backend(store: Store) -
     for title in ("nul \x00 byte", "lone \ud800 surrogate"):
         with pytest.raises(StoreError, match="title"):
             store.upsert_flag("s", dataclasses.replace(a_flag(), title=title))
+
+
+class LockedCursor:
+    """A cursor whose database is locked for the first ``locked_for`` statements."""
+
+    def __init__(self, locked_for: int, mode: str = "delete", error: str = "database is locked"):
+        self.locked_for, self.mode, self.error = locked_for, mode, error
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> LockedCursor:
+        self.statements.append(sql)
+        if len(self.statements) <= self.locked_for:
+            raise sqlite3.OperationalError(self.error)
+        if sql.endswith("= WAL"):
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_switching_to_wal_retries_while_another_connection_holds_the_file() -> None:
+    cursor = LockedCursor(locked_for=2)
+
+    assert engine._enable_wal(cursor) == "wal"
+    assert cursor.statements[-1] == "PRAGMA journal_mode = WAL"
+
+
+def test_a_file_already_in_wal_is_left_alone() -> None:
+    cursor = LockedCursor(locked_for=0, mode="wal")
+
+    assert engine._enable_wal(cursor) == "wal"
+    assert cursor.statements == ["PRAGMA journal_mode"]
+
+
+def test_switching_to_wal_gives_up_after_the_busy_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 30)
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        engine._enable_wal(LockedCursor(locked_for=10_000))
+
+
+def test_other_errors_while_switching_to_wal_are_not_retried() -> None:
+    cursor = LockedCursor(locked_for=1, error="disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        engine._enable_wal(cursor)
+    assert len(cursor.statements) == 1

@@ -26,6 +26,7 @@ from tests.monitor import store_backends
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"sessions", "flags", "timeline", "audit"}
+WORKERS = 3
 
 
 @pytest.fixture(params=store_backends.BACKENDS)
@@ -106,7 +107,7 @@ def test_a_database_from_a_newer_feltsafe_is_refused_with_a_clear_error(empty_ur
 
 
 def test_two_workers_opening_a_new_database_at_once_both_succeed(empty_url: str) -> None:
-    barrier = threading.Barrier(3)
+    barrier = threading.Barrier(WORKERS)
     errors: list[BaseException] = []
 
     def open_store() -> None:
@@ -116,7 +117,8 @@ def test_two_workers_opening_a_new_database_at_once_both_succeed(empty_url: str)
         except BaseException as exc:  # pragma: no cover (reported below)
             errors.append(exc)
 
-    workers = [threading.Thread(target=open_store) for _ in range(3)]
+    # Creating the file races on switching it to WAL mode (see engine._enable_wal).
+    workers = [threading.Thread(target=open_store) for _ in range(WORKERS)]
     for worker in workers:
         worker.start()
     for worker in workers:
