@@ -17,6 +17,8 @@ Routes from the start:
 - ``/ws/indicator/{session}``: the therapist's live indicator (monitor/indicator_ws.py),
   fed by an indicator sink on every session (monitor/indicator_feed.py);
 - ``/ws/beacon/{session}/{role}``: browser stats in (monitor/beacon_ws.py, mounted last);
+- ``GET /metrics``: the fleet metrics for Prometheus (monitor/metrics_app.py, mounted
+  after the beacon);
 - ``/static/``: the ``<feltsafe-indicator>`` web component and the demo call page.
 
 CORS (RFC 9725 §4.3 expects it of endpoints that browsers reach): Starlette's
@@ -42,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from monitor import beacon_ws, trace_sink
+from monitor import beacon_ws, metrics_app, trace_sink
 from monitor.config import Settings
 from monitor.indicator_feed import IndicatorHub
 from monitor.indicator_ws import IndicatorEndpoint
@@ -129,7 +131,10 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.indicator = indicator
+    app.state.indicator_ws = indicator_ws
+    app.state.whip = whip
     beacon_ws.mount(app)  # /ws/beacon/{session}/{role} (monitor/beacon_ws.py)
+    metrics_app.mount(app)  # /metrics (monitor/metrics_app.py)
     return app
 
 

@@ -113,6 +113,8 @@ class IndicatorSink:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.ended = False
+        # Also told every batch of flag events (the fleet metrics count raised flags).
+        self.flag_listeners: list[Callable[[Sequence[EngineEvent]], None]] = []
 
     # -- SessionSink ------------------------------------------------------------------
 
@@ -147,7 +149,10 @@ class IndicatorSink:
 
     def on_flag_events(self, events: Iterable[EngineEvent]) -> None:
         """Keep the open therapist-facing flags from the engine's flag events."""
-        for event in events:
+        batch = list(events)
+        for listener in self.flag_listeners:
+            listener(batch)
+        for event in batch:
             if isinstance(event, FlagRaised | FlagUpdated):
                 flag = event.flag
                 key = (flag.rule_id, flag.start)

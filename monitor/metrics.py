@@ -207,12 +207,28 @@ class FleetMetrics:
     _histograms: dict[tuple[str, LabelKey], _Histogram] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        self.rules = tuple(dict.fromkeys(self.rules))
+        self._declare()
+
+    def _declare(self) -> None:
+        """Create every series of the closed sets that does not exist yet, at zero."""
         for spec in CATALOGUE:
             for key in self.label_sets(spec):
                 if spec.type is MetricType.COUNTER:
-                    self._counters[(spec.name, key)] = 0.0
-                elif spec.type is MetricType.HISTOGRAM:
+                    self._counters.setdefault((spec.name, key), 0.0)
+                elif spec.type is MetricType.HISTOGRAM and (spec.name, key) not in self._histograms:
                     self._histograms[(spec.name, key)] = _Histogram(spec.buckets)
+
+    def add_rules(self, rules: Iterable[str]) -> None:
+        """Widen the `rule` set (a hot-reloaded pack's new rule ids), keeping every count.
+
+        Rules that went away keep their series: a counter that vanished would read as a
+        reset to Prometheus, and their past flags still count.
+        """
+        new = [rule for rule in dict.fromkeys(rules) if rule not in self.rules]
+        if new:
+            self.rules = (*self.rules, *new)
+            self._declare()
 
     def label_sets(self, spec: MetricSpec) -> list[LabelKey]:
         """Every label-value combination of a metric: its whole, closed series set."""

@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
 
+# Called with (scheduled, ran) on the loop clock each time a session's timer fires: how
+# late the loop ran the session (the tick lag metric, monitor/metrics_sink.py).
+TickObserver = Callable[[float, float], None]
+
+
 class SessionConflictError(FeltsafeError):
     """The request contradicts the live session (a second publisher, another mode)."""
 
@@ -53,8 +58,10 @@ class LiveSession:
         sinks: Sequence[SessionSink],
         ice_servers: Sequence[IceServer],
         on_closed: Callable[[LiveSession], None],
+        tick_observers: Sequence[TickObserver] = (),
     ) -> None:
         self.session = session
+        self._tick_observers = tick_observers
         self.latest = LatestSnapshot()
         self._sinks: list[SessionSink] = [self.latest, *sinks]
         self._ice_servers = tuple(ice_servers)
@@ -141,9 +148,15 @@ class LiveSession:
             self._armed_at = at
 
     def _on_timer(self) -> None:
+        scheduled = self._armed_at
         self._timer = None
         self._armed_at = float("inf")
         now = self.clock()
+        for observe in self._tick_observers:
+            try:
+                observe(scheduled, now)
+            except Exception:
+                self.sink_errors += 1
         snapshot = self.session.on_timer(now=now)
         self._deliver(now, snapshot)
         if self.session.ended:
@@ -221,6 +234,7 @@ class SessionRegistry:
         self._config = session_config or SessionConfig()
         self._sink_factories = tuple(sink_factories)
         self._sessions: dict[str, LiveSession] = {}
+        self.tick_observers: list[TickObserver] = []  # shared with every live session
         self.sessions_started = 0
         self.sessions_ended = 0
 
@@ -232,6 +246,10 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
+
+    def add_sink_factory(self, factory: SinkFactory) -> None:
+        """Give every session started from now on one more sink (metrics, ...)."""
+        self._sink_factories = (*self._sink_factories, factory)
 
     def open(self, session_id: str, *, mode: Mode | None = None) -> LiveSession:
         """The live session ``session_id``, started now if there is none.
@@ -254,6 +272,7 @@ class SessionRegistry:
             sinks=[factory(info) for factory in self._sink_factories],
             ice_servers=self._ice_servers,
             on_closed=self._forget,
+            tick_observers=self.tick_observers,
         )
         self._sessions[session_id] = live
         self.sessions_started += 1

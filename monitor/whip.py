@@ -31,6 +31,7 @@ echo the offer or the token.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from http import HTTPStatus
 
 from starlette.requests import Request
@@ -61,10 +62,11 @@ class WhipEndpoint:
     def __init__(self, registry: SessionRegistry, *, secret: str) -> None:
         self._registry = registry
         self._secret = secret
+        self.rejected: Counter[int] = Counter()  # 4xx answers to POST, by status (metrics)
 
     def routes(self) -> list[Route]:
         return [
-            Route("/whip/{session}/{role}", self.post, methods=["POST", "OPTIONS"]),
+            Route("/whip/{session}/{role}", self._counted_post, methods=["POST", "OPTIONS"]),
             Route(
                 "/whip/{session}/{role}/{resource}",
                 self.resource,
@@ -113,6 +115,12 @@ class WhipEndpoint:
             media_type=SDP_CONTENT_TYPE,
             headers={"Location": location, "ETag": f'"{publisher.resource_id}"'},
         )
+
+    async def _counted_post(self, request: Request) -> Response:
+        response = await self.post(request)
+        if 400 <= response.status_code < 500:
+            self.rejected[response.status_code] += 1
+        return response
 
     async def resource(self, request: Request) -> Response:
         if request.method == "OPTIONS":
