@@ -38,6 +38,11 @@ session has ended (the script reconnects, which starts a new session), 4401 when
 token expires during the connection (the script reconnects only if it can ask the app
 for a new token).
 
+Routes (:meth:`BeaconEndpoint.routes`; :func:`mount` adds them to the monitor app): the
+websocket, ``GET /api/beacon/counters`` (process-wide counters, no ids) and ``GET
+/static/feltsafe-beacon.js`` (in the monitor app the ``/static`` mount, which holds the
+same file, answers first; the route serves it where the endpoint runs alone).
+
 Frames larger than ``max_message_bytes`` are rejected here; uvicorn's own ``ws_max_size``
 (16 MiB by default) bounds what it buffers before that.
 """
