@@ -614,3 +614,16 @@ def test_the_loaded_packs_rules_are_series_from_the_start(client: TestClient) ->
         "feltsafe_flags_total",
         (("rule", "renamed_in_the_new_pack"), ("severity", "info")),
     ) in after
+
+
+def test_a_hot_reloaded_pack_is_followed_at_the_next_scrape() -> None:
+    pack = load_default_pack()
+    current = [pack]
+    endpoint = MetricsEndpoint(SessionRegistry(), current_pack=lambda: current[0])
+    flags = {"rule": "added_by_the_reload", "severity": "warn"}
+    assert endpoint.collectors.get_sample_value("feltsafe_flags_total", flags) is None
+    added = dataclasses.replace(pack.rules[0], id="added_by_the_reload")
+    current[0] = dataclasses.replace(pack, rules=(*pack.rules, added))
+    assert endpoint.collectors.get_sample_value("feltsafe_flags_total", flags) == 0.0
+    kept = {"rule": pack.rules[1].id, "severity": "alert"}
+    assert endpoint.collectors.get_sample_value("feltsafe_flags_total", kept) == 0.0
