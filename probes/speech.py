@@ -82,7 +82,11 @@ Voicing (:class:`LevelDetector`, from levels alone: metadata mode)
     ``audioLevel`` (W3C webrtc-stats: linear 0..1, 1.0 = 0 dBov, so ``20 log10``; about
     every 100 ms). Each level covers ``[now - duration, now)``; power is averaged onto the
     same 30 ms grid (a frame needs half its span covered), then the same noise floor and
-    the same margin decide ``voiced``; there is no webrtcvad to ask.
+    the same margin decide ``voiced``; there is no webrtcvad to ask. Levels averaged
+    over more than a frame (a browser's 100 ms) vary less than 30 ms ones, so the floor's
+    stationarity windows and the warm-up are stretched by ``duration / FRAME`` (set by
+    the first level) to see as many independent levels; a steady stretch of speech
+    levels would otherwise pass for noise.
 
 Smoothing (:class:`Smoother`)
     Per participant, gated booleans become talk spurts the way Brady's on-off analysis
@@ -235,11 +239,12 @@ class InputCounters:
 class NoiseFloorTracker:
     """Fast-falling, stationarity-gated minimum tracker over frame levels (see module doc)."""
 
-    def __init__(self, config: SpeechConfig) -> None:
+    def __init__(self, config: SpeechConfig, *, scale: float = 1.0) -> None:
         # (window frames, band dB): the long test, then the quick one for very steady noise.
+        # ``scale`` frames per independent level: coarser input needs longer windows.
         self._tests = (
-            (config.floor_window_frames, config.floor_stationary_band_db),
-            (config.floor_quick_window_frames, config.floor_quick_band_db),
+            (math.ceil(config.floor_window_frames * scale), config.floor_stationary_band_db),
+            (math.ceil(config.floor_quick_window_frames * scale), config.floor_quick_band_db),
         )
         self._history = max(window for window, _ in self._tests) - 1
         self._silence_db = config.digital_silence_db
@@ -281,23 +286,27 @@ class _Detector:
     """What both detectors share: the floor, the level condition, the warm-up, the output.
 
     Warm-up: the floor means nothing on the first frames (is the first sound a voice or
-    the room?), so frames are held back until the floor has been seen: a steady stretch
-    of ``warmup_steady`` (0.3 s of levels within ``warmup_band_db``, 4 dB: white and
-    pink noise stay within 1.6 and 3.4 dB over 0.3 s, speech moves more), which is the
-    room's noise or a pause, or at most ``warmup_limit`` (5 s) of non-silent audio.
-    The held frames are then decided with the floor learnt by that frame. A stream that
-    opens with steady noise learns it in 0.3 s, before any of it could count as talk;
-    one that opens with speech is decided with the floor found in its first pause.
-    A one-off delay at stream start; ``flush()`` releases a stream that ends sooner.
+    the room?), so frames are held back until the floor has been seen, which is either
+    a pause (``warmup_steady``, 0.3 s, of levels within ``warmup_band_db``, 4 dB, and
+    ``noise_margin_db`` below the loudest frame so far: white and pink noise stay within
+    1.6 and 3.4 dB over 0.3 s), or a steady room (``floor_window``, 1.5 s, within 4 dB:
+    speech moves more, even averaged over a browser's 100 ms levels), or at most
+    ``warmup_limit`` (5 s) of non-silent input. The held frames are then decided with
+    the floor learnt by that frame. A stream that opens with steady noise learns it in
+    1.5 s, before any of it could count as talk; one that opens with speech is decided
+    with the floor found in its first pause. A one-off delay at stream start;
+    ``flush()`` releases a stream that ends sooner.
     """
 
     def __init__(self, config: SpeechConfig | None) -> None:
         self._config = config or SpeechConfig()
+        self._scale = 1.0  # grid frames per independent level (LevelDetector: coarser)
         self._tracker = NoiseFloorTracker(self._config)
         self._frames: list[SpeechFrame] = []
         self._counts = dict.fromkeys(InputCounters.__dataclass_fields__, 0)
         self._warmup: list[tuple[int, float, bool]] | None = []  # None once warm
         self._warmup_recent: list[float] = []  # the last non-silent levels, oldest first
+        self._warmup_peak = -math.inf
         self._warmup_loud = 0
 
     @property
@@ -361,13 +370,24 @@ class _Detector:
         if level <= config.digital_silence_db:
             return False
         self._warmup_loud += 1
+        self._warmup_peak = max(self._warmup_peak, level)
+        steady_frames = math.ceil(config.warmup_steady_frames * self._scale)
+        room_frames = math.ceil(config.floor_window_frames * self._scale)
         recent = self._warmup_recent
         recent.append(level)
-        del recent[: -config.warmup_steady_frames]
-        return self._warmup_loud >= config.warmup_limit_frames or (
-            len(recent) == config.warmup_steady_frames
-            and max(recent) - min(recent) <= config.warmup_band_db
+        del recent[:-room_frames]
+        if self._warmup_loud >= config.warmup_limit_frames:
+            return True
+        short = recent[-steady_frames:]
+        pause = (
+            len(short) == steady_frames
+            and max(short) - min(short) <= config.warmup_band_db
+            and max(short) <= self._warmup_peak - config.noise_margin_db
         )
+        steady_room = (
+            len(recent) == room_frames and max(recent) - min(recent) <= config.warmup_band_db
+        )
+        return pause or steady_room
 
     def _release_warmup(self, floor: float | None) -> None:
         assert self._warmup is not None
@@ -566,6 +586,11 @@ class LevelDetector(_Detector):
         if level_dbov > 0.5 or not 0.0 < duration <= 1.0:
             self._count("bad_shape_count")  # positive: a raw RFC 6464 value, or worse
             return
+        if self._counts["frame_count"] == 0 and self._cell is None:
+            # Levels averaged over more than a frame vary less: the floor's stationarity
+            # tests need as many independent levels as at 30 ms, so their windows grow.
+            self._scale = max(1.0, duration / FRAME)
+            self._tracker = NoiseFloorTracker(self._config, scale=self._scale)
         start, end = now - duration, now
         tolerance = self._config.timestamp_tolerance
         if self._covered_until is not None:
