@@ -11,9 +11,11 @@ and, in metadata mode, loses its decoder.
 Every track is drained by its own task for as long as the connection lives (LAB.md:
 decoded frames queue without bound). In full mode the drain is the decoded-media path:
 audio frames go to the session as mono PCM placed in time by their pts (LAB.md: under
-loss aiortc's jitter buffer drops frames, so arrival order and count mislead), video
-frames as a Y-plane thumbnail (no colour conversion: the Y plane is already grey). In
-metadata mode nothing is decoded, so the drain only waits for the end of the track.
+loss aiortc's jitter buffer drops frames, so arrival order and count mislead), in
+contiguous 200 ms batches; every video frame goes to the freeze timing rule, and at
+most five a second with a Y-plane thumbnail for the identical-content check (no colour
+conversion: the Y plane is already grey). In metadata mode nothing is decoded, so the
+drain only waits for the end of the track.
 
 Content never leaves this module: PCM and thumbnails are handed to the probes and
 dropped with the frame; nothing is logged but counts.
