@@ -47,10 +47,20 @@ the shortest interval that holds half the differences: the delay is the lag with
 narrowest shorth, the leak the median inside it. That holds even when nearly half the
 frames are A really talking over B (those differences are smaller and scattered): a
 real second voice is not a constant offset from B and never looks like the echo.
-If B talked plenty but A's track never rose measurably above its noise, the echo is
-buried in noise: the leak is then only
-known to be at least ``median(level_B) - (noise_A + measurable_db)``, reported as a
-lower bound.
+A candidate must also be *visible where it predicts itself*: a leak L at lag d says that
+wherever B was voiced and loud enough for ``level_B - L`` to stand ``measurable_db`` +
+``visibility_margin_db`` (6 + 3 dB) above A's noise, A's frame d later reaches
+``level_B - L`` (less the gate's ``double_talk_margin_db`` for the path's wobble). If
+fewer than ``min_visible_ratio`` (half) of those frames do, the candidate is not an echo
+but a chance alignment of A's own double-talk frames: with the echo under the noise, or
+barely above it, a few dozen of them can line up at some lag with a narrow shorth and a
+leak of 1-5 dB, which would both wreck the gate (A's speech over B would have to be
+louder than B) and report a false echo problem. It is dropped, and the narrowest
+remaining lag wins; a window in which B was too seldom loud enough to check the
+narrowest candidate decides nothing (the previous estimate stands). If B talked plenty
+but no lag survives (A's track never rose measurably above its noise in step with B),
+the echo is buried in noise: the leak is then only known to be at least
+``median(level_B) - (noise_A + measurable_db)``, reported as a lower bound.
 
 ``echo_leak_db(role)`` is the leak of the other's voice into ``role``'s track, the
 ``<role>.audio.echo_leak_db`` signal. ``echo_problem(role)`` is true when that measured
@@ -115,6 +125,8 @@ class CrosstalkConfig:
     max_echo_delay: float = 0.45
     source_margin_db: float = 6.0
     measurable_db: float = 6.0
+    visibility_margin_db: float = 3.0
+    min_visible_ratio: float = 0.5
     leak_window: float = 30.0
     leak_update_interval: float = 5.0
     min_leak_frames: int = 40
@@ -130,6 +142,8 @@ class CrosstalkConfig:
             raise ConfigError("min_leak_frames must be at least 5")
         if self.max_skew < 0.0:
             raise ConfigError("max_skew must not be negative")
+        if not 0.0 <= self.min_visible_ratio <= 1.0:
+            raise ConfigError("min_visible_ratio must be within 0..1")
 
     def frames(self, seconds: float) -> int:
         return max(0, round(seconds / FRAME))
@@ -450,16 +464,19 @@ class CrosstalkGate:
         measurable = near >= noise_db + c.measurable_db  # NaN compares False
         with np.errstate(invalid="ignore", divide="ignore"):
             echo_db = 10.0 * np.log10(10.0 ** (near / 10.0) - 10.0 ** (noise_db / 10.0))
-        best = self._best_lag(
+        best, unverifiable = self._best_lag(
             role,
             far=far,
             far_voiced=far_voiced,
             near=near,
             echo_db=echo_db,
-            candidates=np.nonzero(measurable)[0],
+            measurable=measurable,
+            noise_db=noise_db,
         )
         if best is not None:
             return EchoLeak(_to_precision(best[1]), best[2] * FRAME, best[3])
+        if unverifiable:
+            return None  # the window cannot tell: keep what was known
         with np.errstate(invalid="ignore"):
             heard = far_voiced & (far > near)  # the other talking, not just its echo of us
         if heard.sum() < 2 * c.min_leak_frames:
@@ -475,12 +492,15 @@ class CrosstalkGate:
         far_voiced: npt.NDArray[np.bool_],
         near: npt.NDArray[np.float64],
         echo_db: npt.NDArray[np.float64],
-        candidates: npt.NDArray[np.intp],
-    ) -> tuple[float, float, int, int] | None:
-        """(shorth width, leak, lag, frame count) of the lag where the echo tracks best."""
+        measurable: npt.NDArray[np.bool_],
+        noise_db: float,
+    ) -> tuple[tuple[float, float, int, int] | None, bool]:
+        """(shorth width, leak, lag, frame count) of the lag where the echo tracks best, and
+        whether a narrower candidate was left unchecked for want of loud frames of B."""
         minimum = self._config.min_leak_frames
+        candidates = np.nonzero(measurable)[0]
         if len(candidates) < minimum:
-            return None
+            return None, False
         lags = np.array(self._lags_to_search(role))
         far_k = candidates[np.newaxis, :] - lags[:, np.newaxis]  # one row per lag
         usable = far_k >= 0
@@ -492,12 +512,47 @@ class CrosstalkGate:
         differences = np.where(usable, far_level - echo_db[candidates], np.inf)
         differences.sort(axis=1)
         best: tuple[float, float, int, int] | None = None
+        unverifiable = False
         for row in np.nonzero(counts >= minimum)[0].tolist():
             count = int(counts[row])
             width, leak = _shorth(differences[row, :count])
-            if best is None or width < best[0]:
+            if best is not None and width >= best[0]:
+                continue
+            visible = self._visible(
+                leak, int(lags[row]), far=far, far_voiced=far_voiced, near=near, noise_db=noise_db
+            )
+            if visible:
                 best = (width, leak, int(lags[row]), count)
-        return best
+            unverifiable |= visible is None
+        return best, unverifiable and best is None
+
+    def _visible(
+        self,
+        leak_db: float,
+        lag: int,
+        *,
+        far: npt.NDArray[np.float64],
+        far_voiced: npt.NDArray[np.bool_],
+        near: npt.NDArray[np.float64],
+        noise_db: float,
+    ) -> bool | None:
+        """Does an echo ``leak_db`` down at ``lag`` show wherever it should (module doc)?
+
+        None: B had too few frames loud enough to tell."""
+        c = self._config
+        loud_enough = noise_db + c.measurable_db + c.visibility_margin_db + leak_db
+        with np.errstate(invalid="ignore"):
+            predicted = np.nonzero(
+                far_voiced[: len(far) - lag] & (far[: len(far) - lag] >= loud_enough)
+            )[0]
+        if len(predicted) < c.min_leak_frames:
+            return None
+        # Seen: A's frame reaches the predicted echo level, less the gate's allowance for
+        # the wobble of an acoustic path (NaN, a missing frame, is not seen).
+        expected = far[predicted] - leak_db - c.double_talk_margin_db
+        with np.errstate(invalid="ignore"):
+            seen = near[predicted + lag] >= expected
+        return bool(seen.mean() >= c.min_visible_ratio)
 
     def _lags_to_search(self, role: Role) -> range:
         estimate = self._estimates[role]
