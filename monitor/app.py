@@ -26,9 +26,18 @@ CORS (RFC 9725 §4.3 expects it of endpoints that browsers reach): Starlette's
 only, allows ``Authorization`` and ``Content-Type``, and exposes ``Location`` (a
 browser publisher needs it to ``DELETE``), ``ETag``, ``Link`` and ``Accept-Post``.
 
-Shutdown (lifespan) ends every live session, so no peer connection, thread or task
-outlives the server. Start-up checks the aiortc internals the RTP hook needs and fails
-loudly if they moved.
+Rules and flags (monitor/rules_sink.py): every session gets one rules sink running one
+rules engine over the pack from ``settings.rules`` (hot-reloaded; the bundled default
+pack when unset) for ``settings.profile``. Its flag events feed the session's indicator
+(the hub runs no engine of its own) and, when ``create_app`` is given a ``store``, the
+flag store through one :class:`~monitor.flag_writer.FlagWriter` per process (off the
+event loop), along with the session's start, timeline and end summary; with
+``trace_dir`` set it writes the session's trace too. The caller that opened the store
+closes it; ``app.state.store`` is what the REST API reads.
+
+Shutdown (lifespan) ends every live session, then drains the flag writer, so no peer
+connection, thread or task outlives the server and every flag raised is stored.
+Start-up checks the aiortc internals the RTP hook needs and fails loudly if they moved.
 """
 
 from __future__ import annotations
@@ -44,15 +53,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from monitor import beacon_ws, metrics_app, trace_sink
+from monitor import beacon_ws, metrics_app
 from monitor.config import Settings
+from monitor.flag_writer import FlagWriter
 from monitor.indicator_feed import IndicatorHub
 from monitor.indicator_ws import IndicatorEndpoint
 from monitor.rtp_hook import check_aiortc_internals
-from monitor.rulefile import load_default_pack
+from monitor.rules_sink import PackSource, RulesSinkFactory
 from monitor.session import SessionConfig
 from monitor.sessions import SessionRegistry
 from monitor.sinks import SinkFactory
+from monitor.store import Store
 from monitor.whip import WhipEndpoint
 
 CORS_METHODS = ("GET", "POST", "DELETE", "PATCH", "OPTIONS")
@@ -66,17 +77,31 @@ def create_app(
     registry: SessionRegistry | None = None,
     sink_factories: Sequence[SinkFactory] = (),
     routes: Sequence[BaseRoute] = (),
+    store: Store | None = None,
 ) -> Starlette:
-    """Build the monitor app. ``settings.secret`` must be set (publisher tokens)."""
+    """Build the monitor app. ``settings.secret`` must be set (publisher tokens).
+
+    With ``store``, flags and session records are written to it (the caller closes it).
+    """
     check_aiortc_internals()
     secret = settings.require_secret()
-    indicator = IndicatorHub(pack=load_default_pack())
+    packs = PackSource.from_path(settings.rules)  # a broken rule file fails here
+    indicator = IndicatorHub(pack=None)  # fed by the rules sink's one engine per session
+    writer = FlagWriter(store) if store is not None else None
+    rules = RulesSinkFactory(
+        packs=packs,
+        indicator=indicator,
+        writer=writer,
+        trace_dir=settings.trace_dir,
+        tick=settings.tick_interval,
+        profile=settings.profile,
+    )
     if registry is None:
         registry = SessionRegistry(
             mode=settings.mode,
             ice_servers=settings.ice_servers,
             session_config=SessionConfig(tick_interval=settings.tick_interval),
-            sink_factories=[*_default_sinks(settings), indicator.sink_factory, *sink_factories],
+            sink_factories=[rules, *sink_factories],
         )
     indicator_ws = IndicatorEndpoint(
         indicator, registry, secret=secret, allowed_origins=settings.allowed_origins
@@ -106,6 +131,8 @@ def create_app(
             yield
         finally:
             await registry.aclose()
+            if writer is not None:
+                await writer.aclose()
 
     app = Starlette(
         routes=[
@@ -131,15 +158,11 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.indicator = indicator
+    app.state.packs = packs
+    app.state.store = store
+    app.state.flag_writer = writer
     app.state.indicator_ws = indicator_ws
     app.state.whip = whip
     beacon_ws.mount(app)  # /ws/beacon/{session}/{role} (monitor/beacon_ws.py)
     metrics_app.mount(app)  # /metrics (monitor/metrics_app.py)
     return app
-
-
-def _default_sinks(settings: Settings) -> list[SinkFactory]:
-    """The content-free JSONL trace, when ``trace_dir`` is set (monitor/trace.py)."""
-    if settings.trace_dir is None:
-        return []
-    return [trace_sink.factory(settings.trace_dir, tick=settings.tick_interval)]

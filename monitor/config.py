@@ -21,6 +21,8 @@ The config file is TOML (``tomllib``), flat keys at the top level:
     tick_interval = 0.25
     trace_dir = "/var/lib/feltsafe/traces"
     retention_days = 90
+    rules = "/etc/feltsafe/rules.yaml"  # default: the bundled pack; hot-reloaded
+    profile = "individual"              # session profile (modality) the rules run for
 
 Environment values are strings: lists are comma-separated (or a JSON array), numbers are
 parsed. A bad file, an unknown key or a value of the wrong type fails fast at start-up
@@ -78,6 +80,11 @@ class Settings:
     tick_interval: float = 0.25
     trace_dir: Path | None = None
     retention_days: int = 90
+    # A rule-pack file, validated at start-up and followed by hot reload; None: the
+    # bundled default pack (alerts/default_pack.yaml).
+    rules: Path | None = None
+    # The session profile (modality) the rules run for (a pack's `profiles`); None: none.
+    profile: str | None = None
 
     def require_secret(self) -> str:
         """The token secret, or a ConfigError telling the operator how to set one."""
@@ -295,6 +302,13 @@ def _path(raw: object, env_style: bool) -> Path:
     return Path(_str(raw, env_style))
 
 
+def _profile(raw: object, env_style: bool) -> str:
+    text = _str(raw, env_style)
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", text):
+        raise _BadValueError(f"expected a profile name like intake, got {text!r}")
+    return text
+
+
 _PARSERS: dict[str, Callable[[object, bool], object]] = {
     "host": _str,
     "port": _int_in(0, 65535),
@@ -307,5 +321,7 @@ _PARSERS: dict[str, Callable[[object, bool], object]] = {
     "tick_interval": _seconds,
     "trace_dir": _path,
     "retention_days": _int_in(1, 36500),
+    "rules": _path,
+    "profile": _profile,
 }
 assert set(_PARSERS) == set(KEYS), "every setting needs a parser"

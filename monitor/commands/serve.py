@@ -8,6 +8,11 @@ Uvicorn runs with the ``websockets`` library for websockets (its sans-I/O protoc
 ``"websockets"`` binding) and without access logs: request paths carry session ids, and
 ids stay out of logs (DESIGN.md). Ctrl-C shuts down cleanly (every session ends) and
 exits with 130.
+
+The flag store (``--db``, SQLite file by default) is opened and migrated before the
+server starts, and closed after it stopped (and the flag writer drained). A rule file
+(``--rules``) is validated at start: a broken one stops the start with ``file:line``
+errors; later edits are hot-reloaded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from monitor.app import create_app
 from monitor.config import Mode, Settings, load_settings
 from monitor.media_host import apply_media_host
 from monitor.rtp_hook import check_aiortc_internals
+from monitor.store import Store
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -44,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--db", metavar="URL", help="default: sqlite:///./feltsafe.db")
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
     parser.add_argument(
+        "--rules",
+        type=Path,
+        metavar="PACK",
+        help="rule-pack YAML, hot-reloaded (default: the bundled default pack)",
+    )
+    parser.add_argument("--profile", help="session profile the rules run for, e.g. intake")
+    parser.add_argument(
         "--trace-dir",
         dest="trace_dir",
         type=Path,
@@ -61,6 +74,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "mode": args.mode,
         "db": args.db,
         "trace_dir": str(args.trace_dir) if args.trace_dir else None,
+        "rules": str(args.rules) if args.rules else None,
+        "profile": args.profile,
     }
     return load_settings(cli=cli, config_file=args.config)
 
@@ -71,15 +86,18 @@ def run(args: argparse.Namespace) -> int:
     check_aiortc_internals()
     apply_media_host(settings.media_host)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        lifespan="on",
-        access_log=False,
-        log_level="info",
-    )
-    uvicorn.Server(config).run()
+    store = Store.open(settings.db)
+    try:
+        config = uvicorn.Config(
+            create_app(settings, store=store),
+            host=settings.host,
+            port=settings.port,
+            ws="websockets-sansio",
+            lifespan="on",
+            access_log=False,
+            log_level="info",
+        )
+        uvicorn.Server(config).run()
+    finally:
+        store.close()
     return 0
