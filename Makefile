@@ -43,8 +43,13 @@ test: lint types unit
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
 
+# Until the live demo (issue 6) lands: `feltsafe analyze` on the bundled example
+# conversation (synthetic voices, composed on the fly into a temporary stereo wav).
 demo: venv
-	$(VENV)/bin/feltsafe demo
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -c 'import sys; from monitor.scenario import bundled_example; bundled_example().write_wav(sys.argv[1])' "$$tmp/example.wav" && \
+	echo "feltsafe analyze on the bundled example conversation (synthetic voices):" && \
+	$(VENV)/bin/feltsafe analyze --stereo "$$tmp/example.wav"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
