@@ -100,6 +100,8 @@ class MovingPatternTrack(MediaStreamTrack):
         self._start: float | None = None
         self._pauses: list[tuple[float, float]] = []
         self.frame_times: list[float] = []  # loop time each frame was handed to aiortc
+        self._resumed_after: float | None = None
+        self.paused_spans: list[tuple[float, float]] = []
         yy, xx = np.mgrid[0:height, 0:width]
         self._base = (xx + yy).astype(np.float64)
 
@@ -116,8 +118,10 @@ class MovingPatternTrack(MediaStreamTrack):
         elapsed = time.time() - self._start
         for a, b in self._pauses:
             if a <= elapsed < b:  # a pause in wall time, whatever the pacing lag
+                before = self.frame_times[-1] if self.frame_times else None
                 await asyncio.sleep(b - elapsed)
                 self._index = math.ceil(b * self.fps)
+                self._resumed_after = before
                 break
         self._index += 1
         shift = 4.0 * self._index
@@ -128,7 +132,11 @@ class MovingPatternTrack(MediaStreamTrack):
         frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = int((self._index - 1) * VIDEO_CLOCK / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self.frame_times.append(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        if self._resumed_after is not None:
+            self.paused_spans.append((self._resumed_after, now))
+            self._resumed_after = None
+        self.frame_times.append(now)
         return frame
 
     def longest_gap(self) -> tuple[float, float]:
