@@ -126,6 +126,8 @@ class LiveSession:
         return True
 
     def _publisher_failed(self, publisher: Publisher) -> None:
+        if self.closed:
+            return  # the teardown closes every publisher itself
         self._background_task(
             self.unpublish(
                 publisher.role, publisher.resource_id, reason=LeftReason.CONNECTION_FAILED
@@ -173,6 +175,8 @@ class LiveSession:
             self._to_sinks(lambda sink: sink.on_snapshot(now, snapshot))
 
     def _react(self, events: Sequence[SessionEvent]) -> None:
+        if self.closed:
+            return  # the teardown closes every publisher itself
         for item in events:
             event = item.event
             if isinstance(event, ParticipantLeft) and event.via is None and item.role:
@@ -212,8 +216,8 @@ class LiveSession:
         publishers = list(self.publishers.values())
         self.publishers.clear()
         await asyncio.gather(*(p.close() for p in publishers), return_exceptions=True)
-        background = [t for t in self._background if t is not asyncio.current_task()]
-        await asyncio.gather(*background, return_exceptions=True)
+        while background := [t for t in self._background if t is not asyncio.current_task()]:
+            await asyncio.gather(*background, return_exceptions=True)
         self._to_sinks(lambda sink: sink.on_ended(now))
         self._on_closed(self)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -61,10 +60,15 @@ async def test_a_session_ticks_on_its_own_and_the_latest_snapshot_is_kept() -> N
     registry = registry_with(lambda info: recorders.append(Recorder(info)) or recorders[-1])
     live = registry.open("s1")
     live.session.attach(Role.CLIENT, Attachment.BEACON, now=live.clock())
-    await asyncio.sleep(0.28)
+    for _ in range(100):  # real time: allow for a loaded machine
+        await asyncio.sleep(0.05)
+        if len(recorders[0].snapshots) >= 4:
+            break
     times = [t for t, _ in recorders[0].snapshots]
-    assert 4 <= len(times) <= 6
-    assert all(0.04 <= b - a <= 0.07 for a, b in itertools.pairwise(times))
+    elapsed = live.clock() - live.session.started_at
+    assert len(times) >= 4
+    assert len(times) <= elapsed / 0.05 + 1  # one per grid point at most: no runaway timer
+    assert times == sorted(times)
     assert live.latest.snapshot is not None
     assert live.latest.at == times[-1]
     assert recorders[0].info.session_id == "s1"
