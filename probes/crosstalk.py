@@ -36,8 +36,9 @@ acoustic echo path; it also means a voice quieter than the echo's level plus 6 d
 be told from the echo by levels alone: with a -10 dB leak, a backchannel 8 dB under the
 speaker is lost, and that leak is reported as a problem anyway.
 
-Leak and delay estimation (per direction, every ``leak_update_interval``, over the last
-``leak_window`` of frames): single-talk of B is where the leak shows. Take the frames of
+Leak and delay estimation (per direction, every ``leak_update_interval``, 10 s, or every
+0.5 s until the first estimate, over the last ``leak_window``, 30 s, of frames; skipped
+while B said nothing new): single-talk of B is where the leak shows. Take the frames of
 A whose level stands ``measurable_db`` (6 dB) above A's noise (the median level of A
 where neither side spoke), subtract that noise in the power domain (the echo's own
 level), and pair each with B's frame ``lag`` earlier while B was voiced and louder than
@@ -90,7 +91,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from probes.base import ConfigError, Role
-from probes.speech import FRAME, SpeechFrame, frame_index
+from probes.speech_frames import FRAME, Flags, FrameBlock, Levels, SpeechFrame
 
 _ROLES: Final = (Role.THERAPIST, Role.CLIENT)
 _LOCAL_LAGS: Final = 2  # lags either side of a known delay searched between full searches
@@ -128,7 +129,7 @@ class CrosstalkConfig:
     visibility_margin_db: float = 3.0
     min_visible_ratio: float = 0.5
     leak_window: float = 30.0
-    leak_update_interval: float = 5.0
+    leak_update_interval: float = 10.0
     min_leak_frames: int = 40
     echo_problem_below_db: float = 20.0
     max_skew: float = 0.5
@@ -176,6 +177,34 @@ class GatedFrame:
     speech: bool
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class GatedBlock:
+    """Frames ``k0, k0 + 1, ...`` of one role after the gate (the bulk GatedFrame).
+
+    ``present`` is false where the role delivered no frame (its level is then NaN and
+    ``voiced`` and ``speech`` are false): a smoother reads that as silence.
+    """
+
+    role: Role
+    k0: int
+    level_db: Levels
+    voiced: Flags
+    speech: Flags
+    present: Flags
+
+    def frames(self) -> list[GatedFrame]:
+        return [
+            GatedFrame(self.role, (self.k0 + i) * FRAME, level, voiced, speech)
+            for i, level, voiced, speech in zip(
+                np.flatnonzero(self.present).tolist(),
+                self.level_db[self.present].tolist(),
+                self.voiced[self.present].tolist(),
+                self.speech[self.present].tolist(),
+                strict=True,
+            )
+        ]
+
+
 class _Records:
     """One row per decided grid frame of one role, oldest first (numpy, for vector work).
 
@@ -192,13 +221,7 @@ class _Records:
     def __len__(self) -> int:
         return len(self.level)
 
-    def append(
-        self,
-        level: npt.NDArray[np.float64],
-        voiced: npt.NDArray[np.bool_],
-        floor: npt.NDArray[np.float64],
-        source: npt.NDArray[np.float64],
-    ) -> None:
+    def append(self, level: Levels, voiced: Flags, floor: Levels, source: Levels) -> None:
         self.level = np.concatenate((self.level, level))
         self.voiced = np.concatenate((self.voiced, voiced))
         self.floor = np.concatenate((self.floor, floor))
@@ -217,6 +240,26 @@ class _Records:
             self.source = self.source[start:]
 
 
+class _Span:
+    """One role's frames over a span of grid indices (missing: NaN level, not present)."""
+
+    def __init__(self, blocks: list[FrameBlock], start: int, end: int) -> None:
+        count = end - start
+        self.level = np.full(count, np.nan)
+        self.voiced = np.zeros(count, dtype=bool)
+        self.floor = np.full(count, np.nan)
+        self.present = np.zeros(count, dtype=bool)
+        for block in blocks:
+            lo, hi = max(start, block.k0), min(end, block.end)
+            if lo >= hi:
+                continue
+            into, out = slice(lo - start, hi - start), slice(lo - block.k0, hi - block.k0)
+            self.level[into] = block.level_db[out]
+            self.voiced[into] = block.voiced[out]
+            self.floor[into] = block.noise_floor_db[out]
+            self.present[into] = True
+
+
 class CrosstalkGate:
     """Aligns both participants' frames and keeps only each one's own voice (module doc)."""
 
@@ -225,7 +268,7 @@ class CrosstalkGate:
         self._dominance_frames = c.frames(c.dominance_window)
         self._max_lag = c.frames(c.max_echo_delay)
         self._window_frames = max(c.min_leak_frames, c.frames(c.leak_window))
-        self._pending: dict[Role, dict[int, SpeechFrame]] = {r: {} for r in _ROLES}
+        self._pending: dict[Role, list[FrameBlock]] = {r: [] for r in _ROLES}
         self._latest: dict[Role, float] = dict.fromkeys(_ROLES, -math.inf)
         self._next_k: int | None = None
         self._watermark_k: float = -math.inf  # frames up to here are settled by the clock
@@ -235,17 +278,29 @@ class CrosstalkGate:
         self._reach: dict[Role, tuple[int, int, float]] = dict.fromkeys(
             _ROLES, (self._dominance_frames, 0, c.prior_leak_db)
         )
-        self._since_update = 0
-        self._updates = 0
+        self._since_update = dict.fromkeys(_ROLES, 0)  # frames since each role's estimate
+        self._updates = dict.fromkeys(_ROLES, 0)
         self._estimates: dict[Role, EchoLeak | None] = dict.fromkeys(_ROLES)
-        self._out: list[GatedFrame] = []
+        self._out: list[tuple[GatedBlock, GatedBlock]] = []
         self.late_frame_count = 0
         self.duplicate_frame_count = 0
 
     # -- results -------------------------------------------------------------------------
 
     def drain_frames(self) -> list[GatedFrame]:
-        """Gated frames in grid order (both roles interleaved)."""
+        """Gated frames in grid order (both roles interleaved, therapist first)."""
+        frames: list[GatedFrame] = []
+        for therapist, client in self._drain():
+            by_index = [(round(f.t / FRAME), 0, f) for f in therapist.frames()]
+            by_index += [(round(f.t / FRAME), 1, f) for f in client.frames()]
+            frames += [f for _, _, f in sorted(by_index, key=lambda item: item[:2])]
+        return frames
+
+    def drain_blocks(self) -> list[GatedBlock]:
+        """Gated frames as blocks, in grid order (a therapist and a client block per span)."""
+        return [block for pair in self._drain() for block in pair]
+
+    def _drain(self) -> list[tuple[GatedBlock, GatedBlock]]:
         out, self._out = self._out, []
         return out
 
@@ -271,18 +326,22 @@ class CrosstalkGate:
     # -- input ---------------------------------------------------------------------------
 
     def on_frame(self, role: Role, frame: SpeechFrame) -> None:
-        self._accept(role, frame)
-        self._decide_ready()
+        self.on_frames(role, [frame])
 
     def on_frames(self, role: Role, frames: list[SpeechFrame]) -> None:
-        """Several frames of one role, oldest first (cheaper than one call each)."""
-        for frame in frames:
-            self._accept(role, frame)
+        """Frames of one role, oldest first."""
+        for block in FrameBlock.of(frames):
+            self._accept(role, block)
+        self._decide_ready()
+
+    def on_block(self, role: Role, block: FrameBlock) -> None:
+        """Consecutive frames of one role, after those it already gave."""
+        self._accept(role, block)
         self._decide_ready()
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` would settle the oldest frame still waiting for its partner."""
-        waiting = [min(pending) for pending in self._pending.values() if pending]
+        waiting = [blocks[0].k0 for blocks in self._pending.values() if blocks]
         if not waiting:
             return None
         return (min(waiting) + 1) * FRAME + self._config.max_skew
@@ -293,13 +352,7 @@ class CrosstalkGate:
         if settled <= self._watermark_k:
             return
         self._watermark_k = settled
-        if self._next_k is None:
-            return
-        if not any(self._pending.values()) and self._next_k <= settled:
-            self._skip_to(settled + 1)
         self._decide_ready()
-        if self._next_k <= settled:
-            self._skip_to(settled + 1)
 
     def flush(self) -> None:
         """End of input: decide every frame still waiting."""
@@ -308,49 +361,61 @@ class CrosstalkGate:
 
     # -- decisions -----------------------------------------------------------------------
 
-    def _accept(self, role: Role, frame: SpeechFrame) -> None:
-        k = frame_index(frame.t)
-        if self._next_k is not None and k < self._next_k:
-            self.late_frame_count += 1
+    def _accept(self, role: Role, block: FrameBlock) -> None:
+        first = block.k0
+        if self._next_k is not None and first < self._next_k:
+            late = min(len(block), self._next_k - first)
+            self.late_frame_count += late
+            first += late
+        if first <= self._latest[role]:  # frames of one role come in order
+            repeated = min(block.end, int(self._latest[role]) + 1) - first
+            self.duplicate_frame_count += repeated
+            first += repeated
+        if first >= block.end:
             return
-        pending = self._pending[role]
-        if k in pending:
-            self.duplicate_frame_count += 1
-            return
-        pending[k] = frame
-        self._latest[role] = max(self._latest[role], k)
+        self._pending[role].append(block.tail(first))
+        self._latest[role] = block.end - 1
         if self._next_k is None:
-            self._next_k = k
+            self._next_k = first
 
     def _decide_ready(self) -> None:
-        """Decide frames in grid order while both roles have settled the next one."""
+        """Decide, in grid order, every frame both roles have settled."""
         if self._next_k is None:
             return
-        therapist, client = self._pending[Role.THERAPIST], self._pending[Role.CLIENT]
-        latest_t, latest_c = self._latest[Role.THERAPIST], self._latest[Role.CLIENT]
-        watermark = self._watermark_k
-        k = self._next_k
-        batch: list[tuple[SpeechFrame | None, SpeechFrame | None]] = []
-        while True:
-            has_t, has_c = k in therapist, k in client
-            # A role has settled k if it delivered it, moved past it (frames of one role
-            # come in order), or the clock has given up on it.
-            if not (has_t or latest_t > k or watermark >= k):
-                break
-            if not (has_c or latest_c > k or watermark >= k):
-                break
-            if has_t or has_c:
-                batch.append((therapist.pop(k, None), client.pop(k, None)))
-            elif therapist or client or k <= watermark < math.inf:
-                self._decide_batch(batch)  # both missing k: a hole in the records
-                batch = []
-                self._next_k = k
-                self._skip_to(k + 1)
-            else:
-                break
-            k += 1
-        self._decide_batch(batch)
-        self._next_k = k
+        # A role has settled k if it delivered it or moved past it (frames of one role
+        # come in order), or the clock has given up on it.
+        ready = min(max(self._latest[r] + 1, self._watermark_k + 1) for r in _ROLES)
+        if ready == math.inf:  # flushed: everything delivered
+            ready = max(self._latest.values()) + 1
+        if not ready > self._next_k:
+            return
+        end = int(ready) if math.isfinite(ready) else self._next_k
+        while self._next_k < end:
+            start = self._next_k
+            waiting = [blocks[0].k0 for blocks in self._pending.values() if blocks]
+            first = min(waiting) if waiting else end
+            if first > start:  # both roles missing: a hole in the records
+                self._skip_to(min(first, end))
+                continue
+            # Up to the next block boundary of either role, or the end.
+            stop = min(
+                [end]
+                + [b.end for blocks in self._pending.values() for b in blocks[:1] if b.k0 <= start]
+                + [b.k0 for blocks in self._pending.values() for b in blocks[:1] if b.k0 > start]
+            )
+            therapist = _Span(self._pending[Role.THERAPIST][:1], start, stop)
+            client = _Span(self._pending[Role.CLIENT][:1], start, stop)
+            self._consume(stop)
+            self._decide_span(start, therapist, client)
+            self._next_k = stop
+
+    def _consume(self, stop: int) -> None:
+        for role, blocks in self._pending.items():
+            while blocks and blocks[0].end <= stop:
+                blocks.pop(0)
+            if blocks and blocks[0].k0 < stop:
+                blocks[0] = blocks[0].tail(stop)
+            self._pending[role] = blocks
 
     def _skip_to(self, k: int) -> None:
         """Both roles are missing every frame before ``k``: record the hole, move on."""
@@ -365,48 +430,34 @@ class CrosstalkGate:
                 records.append_missing(hole)
         self._next_k = k
 
-    def _decide_batch(self, batch: list[tuple[SpeechFrame | None, SpeechFrame | None]]) -> None:
+    def _decide_span(self, k0: int, therapist: _Span, client: _Span) -> None:
         """Decide consecutive frames, re-estimating the leak on schedule in between."""
-        start = 0
-        while start < len(batch):
-            room = max(1, self._update_frames() - self._since_update)
-            chunk = batch[start : start + room]
-            self._decide_chunk(chunk)
-            self._since_update += len(chunk)
-            start += len(chunk)
-            if self._since_update >= self._update_frames():
-                self._update_estimates()
+        start, count = 0, len(therapist.level)
+        while start < count:
+            due = min(self._update_frames(r) - self._since_update[r] for r in _ROLES)
+            stop = min(count, start + max(1, due))
+            self._decide_chunk(k0 + start, therapist, client, slice(start, stop))
+            for role in _ROLES:
+                self._since_update[role] += stop - start
+            start = stop
+            self._update_estimates()
 
-    def _decide_chunk(self, chunk: list[tuple[SpeechFrame | None, SpeechFrame | None]]) -> None:
+    def _decide_chunk(self, k0: int, therapist: _Span, client: _Span, part: slice) -> None:
         margin = self._config.source_margin_db
-        count = len(chunk)
-        per_role: list[tuple[Role, list[SpeechFrame | None], npt.NDArray[np.float64]]] = []
-        for index, role in enumerate(_ROLES):
-            frames = [pair[index] for pair in chunk]
-            level = np.array([np.nan if f is None else f.level_db for f in frames])
-            floor = np.array([np.nan if f is None else f.noise_floor_db for f in frames])
-            voiced = np.array([f is not None and f.voiced for f in frames], dtype=bool)
+        spans = ((Role.THERAPIST, therapist), (Role.CLIENT, client))
+        for role, span in spans:
+            level, floor = span.level[part], span.floor[part]
             with np.errstate(invalid="ignore"):
                 source = np.where(level >= floor + margin, level, -np.inf)
-            self._records[role].append(level, voiced, floor, source)
-            per_role.append((role, frames, level))
-        speech: list[list[bool]] = []
-        for role, _, level in per_role:
-            threshold = self._thresholds(role, count)
-            records = self._records[role]
+            self._records[role].append(level, span.voiced[part], floor, source)
+        count = part.stop - part.start
+        gated: list[GatedBlock] = []
+        for role, span in spans:
+            level, voiced = span.level[part], span.voiced[part]
             with np.errstate(invalid="ignore"):
-                decided = records.voiced[-count:] & (level >= threshold)
-            speech.append(decided.tolist())
-        out = self._out
-        (role_t, frames_t, _), (role_c, frames_c, _) = per_role
-        speech_t, speech_c = speech
-        for j in range(count):
-            frame = frames_t[j]
-            if frame is not None:
-                out.append(GatedFrame(role_t, frame.t, frame.level_db, frame.voiced, speech_t[j]))
-            frame = frames_c[j]
-            if frame is not None:
-                out.append(GatedFrame(role_c, frame.t, frame.level_db, frame.voiced, speech_c[j]))
+                speech = voiced & (level >= self._thresholds(role, count))
+            gated.append(GatedBlock(role, k0, level, voiced, speech, span.present[part]))
+        self._out.append((gated[0], gated[1]))
 
     def _thresholds(self, role: Role, count: int) -> npt.NDArray[np.float64]:
         """The level each of ``role``'s last ``count`` frames had to reach (module doc)."""
@@ -421,22 +472,26 @@ class CrosstalkGate:
         reference = sliding_window_view(window, back_from - back_to + 1).max(axis=1)
         return np.asarray(reference - leak + self._config.double_talk_margin_db, dtype=np.float64)
 
-    def _update_frames(self) -> int:
+    def _update_frames(self, role: Role) -> int:
         interval = self._config.leak_update_interval
-        if any(e is None for e in self._estimates.values()):
+        if self._estimates[role] is None:
             interval = min(interval, 0.5)  # converge quickly at the start
         return max(1, round(interval / FRAME))
 
     # -- estimation ----------------------------------------------------------------------
 
     def _update_estimates(self) -> None:
-        since, self._since_update = self._since_update, 0
-        self._updates += 1
+        """Re-estimate each role's leak that is due (module doc: leak and delay)."""
+        due = [r for r in _ROLES if self._since_update[r] >= self._update_frames(r)]
+        if not due:
+            return
         for records in self._records.values():
             records.keep_last(self._window_frames)
-        for role in _ROLES:
+        for role in due:
+            since, self._since_update[role] = self._since_update[role], 0
             if not self._records[role.other].voiced[-since:].any():
                 continue  # the other said nothing new: nothing new to learn about its echo
+            self._updates[role] += 1
             estimate = self._estimate(role)
             if estimate is not None:
                 self._estimates[role] = estimate
@@ -560,7 +615,7 @@ class CrosstalkGate:
             estimate is None
             or estimate.delay is None
             or estimate.lower_bound
-            or self._updates % _FULL_SEARCH_EVERY == 0
+            or self._updates[role] % _FULL_SEARCH_EVERY == 0
         ):
             return range(self._max_lag + 1)
         lag = round(estimate.delay / FRAME)
@@ -574,8 +629,12 @@ class CrosstalkGate:
         far_voiced: npt.NDArray[np.bool_],
     ) -> float | None:
         """``role``'s noise level: its median where neither side spoke (nor echoed)."""
-        far_recent = np.convolve(far_voiced, np.ones(self._max_lag + 1), mode="full")
-        quiet = ~near_voiced & (far_recent[: len(near)] == 0) & np.isfinite(near)
+        # Frames with the far side voiced within the last max_lag frames (an echo may come).
+        voiced_so_far = np.cumsum(far_voiced)
+        before_window = np.zeros_like(voiced_so_far)
+        before_window[self._max_lag + 1 :] = voiced_so_far[: -(self._max_lag + 1)]
+        far_recent = voiced_so_far - before_window
+        quiet = ~near_voiced & (far_recent == 0) & np.isfinite(near)
         if quiet.sum() >= 20:
             return float(np.median(near[quiet]))
         floors = self._records[role].floor

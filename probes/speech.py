@@ -1,14 +1,16 @@
-"""Speech activity per participant: frame levels, a noise floor, voicing and smoothing.
+"""Speech activity per participant: frame levels, a noise floor, and voicing.
 
 Theory of operation
 -------------------
-Everything here works on one **frame grid**: 30 ms frames whose start times are whole
-multiples of ``FRAME`` on the caller's clock (frame ``k`` covers ``[k * FRAME, (k + 1) *
-FRAME)``). Both detectors snap their input to that grid, so the frames of the two
-participants line up by index and the crosstalk gate (probes/crosstalk.py) can compare
-them without resampling. A frame is a :class:`SpeechFrame`: its start ``t``, its level in
-dB relative to full scale, the detector's decision ``voiced`` (before the crosstalk gate
-and before smoothing) and the noise floor that decision used.
+Two detectors turn one participant's audio into frames on the 30 ms grid of
+probes/speech_frames.py: :class:`VadDetector` from decoded PCM, :class:`LevelDetector`
+from levels alone (metadata mode). A frame carries its start ``t``, its level, the
+detector's decision ``voiced`` (before the crosstalk gate of probes/crosstalk.py and the
+smoothing of probes/speech_smoothing.py) and the noise floor that decision used. Frames
+come out one by one (``drain_frames()``: :class:`SpeechFrame`) or in bulk
+(``drain_blocks()``: :class:`FrameBlock`, what the pipeline uses). This module also
+re-exports the shared names (``FRAME``, ``SpeechConfig``, ``Smoother``, the voice
+events) so callers need one import.
 
 Level
     RMS of the frame relative to a full-scale square wave, ``10 log10(mean(x^2) /
@@ -87,27 +89,11 @@ Voicing (:class:`LevelDetector`, from levels alone: metadata mode)
     stationarity windows and the warm-up are stretched by ``duration / FRAME`` (set by
     the first level) to see as many independent levels; a steady stretch of speech
     levels would otherwise pass for noise.
-
-Smoothing (:class:`Smoother`)
-    Per participant, gated booleans become talk spurts the way Brady's on-off analysis
-    does it (P. T. Brady, "A statistical analysis of on-off patterns in 16
-    conversations", Bell Syst. Tech. J. 47(1), 1968: gaps under 200 ms are filled, they
-    are stop consonants and syllable joins, not pauses): first every run of voiced
-    frames shorter than ``min_burst`` (100 ms) is dropped, then gaps shorter than
-    ``fill_gap`` (200 ms) between the surviving runs are filled. So every spurt is at
-    least ``min_burst`` long and every silence between spurts at least ``fill_gap``,
-    whatever the input. :class:`VoiceStarted` and :class:`VoiceStopped` carry the true
-    edges (start of the first frame, end of the last) and are emitted once decided: a
-    start ``min_burst`` after it, a stop ``fill_gap`` after it (a little more if a new
-    run began inside the fill window and has not yet proved itself). Frame times are the
-    smoother's clock; ``advance(now=...)`` is a watermark (no frame will come with
-    ``t < now``) that decides what silence alone can decide.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -115,125 +101,52 @@ import numpy.typing as npt
 import webrtcvad
 from numpy.lib.stride_tricks import sliding_window_view
 
-from probes.base import ConfigError, Role
+from probes.speech_frames import (
+    FRAME,
+    LEVEL_FLOOR_DB,
+    Flags,
+    FrameBlock,
+    InputCounters,
+    Levels,
+    SpeechConfig,
+    SpeechFrame,
+    VoiceEvent,
+    VoiceStarted,
+    VoiceStopped,
+    dbov_from_audio_level,
+    dbov_from_rfc6464,
+    frame_index,
+)
+from probes.speech_smoothing import Smoother
 
-FRAME: Final = 0.03
-"""Frame duration, seconds: the grid every speech probe shares."""
+__all__ = [
+    "FRAME",
+    "LEVEL_FLOOR_DB",
+    "FrameBlock",
+    "InputCounters",
+    "LevelDetector",
+    "NoiseFloorTracker",
+    "Smoother",
+    "SpeechConfig",
+    "SpeechFrame",
+    "VadDetector",
+    "VoiceEvent",
+    "VoiceStarted",
+    "VoiceStopped",
+    "dbov_from_audio_level",
+    "dbov_from_rfc6464",
+    "frame_features",
+    "frame_index",
+    "frame_levels_db",
+]
 
 VAD_RATE: Final = 16000
 FRAME_SAMPLES: Final = 480  # FRAME at VAD_RATE
-LEVEL_FLOOR_DB: Final = -127.0
-"""Level of digital silence (RFC 6464's -127 dBov); no level reads lower."""
 
 _FULL_SCALE_DB: Final = 20.0 * math.log10(32768.0)
 _EPS: Final = 1e-6  # seconds; below any sample period that matters here
 _BLOCK_FRAMES: Final = 2048  # frames per numpy block: about a minute, bounded memory
 _CLICK_BLOCKS: Final = 12  # 2.5 ms blocks per frame, for the click test
-
-
-def frame_index(t: float) -> int:
-    """Index of the grid frame starting nearest to ``t``."""
-    return round(t / FRAME)
-
-
-def dbov_from_rfc6464(level: int) -> float:
-    """RFC 6464 section 3: the 7-bit level is -dBov, 0 loudest, 127 digital silence."""
-    return -float(level)
-
-
-def dbov_from_audio_level(linear: float) -> float:
-    """W3C webrtc-stats ``audioLevel``: linear 0..1 with 1.0 = 0 dBov, so 20 log10."""
-    if not linear > 0.0:  # also catches NaN
-        return LEVEL_FLOOR_DB
-    return max(LEVEL_FLOOR_DB, 20.0 * math.log10(linear))
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechConfig:
-    """Parameters of speech detection and smoothing; defaults from DESIGN.md."""
-
-    vad_mode: int = 2
-    noise_margin_db: float = 10.0
-    min_speech_level_db: float = -60.0
-    click_share_ratio: float = 0.95
-    floor_window: float = 1.5
-    floor_stationary_band_db: float = 6.0
-    floor_quick_window: float = 0.5
-    floor_quick_band_db: float = 3.0
-    warmup_steady: float = 0.3
-    warmup_band_db: float = 4.0
-    warmup_limit: float = 5.0
-    digital_silence_db: float = -90.0
-    timestamp_tolerance: float = 0.005
-    fill_gap: float = 0.2
-    min_burst: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.vad_mode not in (0, 1, 2, 3):
-            raise ConfigError(f"vad_mode must be 0..3, not {self.vad_mode}")
-        if self.floor_window < 2 * FRAME:
-            raise ConfigError(f"floor_window must be at least {2 * FRAME} s")
-        if not 0.0 < self.timestamp_tolerance < FRAME / 2:
-            raise ConfigError(f"timestamp_tolerance must be in (0, {FRAME / 2}) s")
-        if self.fill_gap < 0.0 or self.min_burst < 0.0:
-            raise ConfigError("fill_gap and min_burst must not be negative")
-        if self.noise_margin_db < 0.0 or self.floor_stationary_band_db <= 0.0:
-            raise ConfigError("noise_margin_db and floor_stationary_band_db must be positive")
-
-    @property
-    def floor_window_frames(self) -> int:
-        return max(2, round(self.floor_window / FRAME))
-
-    @property
-    def floor_quick_window_frames(self) -> int:
-        return max(2, round(self.floor_quick_window / FRAME))
-
-    @property
-    def warmup_steady_frames(self) -> int:
-        return max(2, round(self.warmup_steady / FRAME))
-
-    @property
-    def warmup_limit_frames(self) -> int:
-        return max(1, round(self.warmup_limit / FRAME))
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechFrame:
-    """One 30 ms frame of one participant's audio, as a detector saw it.
-
-    ``t`` is the frame's start on the caller's clock (a multiple of ``FRAME``),
-    ``level_db`` its RMS level in dBov (``LEVEL_FLOOR_DB`` for digital silence),
-    ``voiced`` the detector's decision before the crosstalk gate and smoothing, and
-    ``noise_floor_db`` the floor that decision used (``LEVEL_FLOOR_DB`` before any
-    non-silent frame).
-    """
-
-    t: float
-    level_db: float
-    voiced: bool
-    noise_floor_db: float
-
-
-@dataclass(frozen=True, slots=True)
-class InputCounters:
-    """Bad input a detector received and survived (counted, never raised)."""
-
-    frame_count: int = 0
-    bad_dtype_count: int = 0
-    bad_shape_count: int = 0
-    unsupported_rate_count: int = 0
-    non_finite_count: int = 0
-    gap_count: int = 0
-    overlap_count: int = 0
-
-    @property
-    def bad_input_count(self) -> int:
-        return (
-            self.bad_dtype_count
-            + self.bad_shape_count
-            + self.unsupported_rate_count
-            + self.non_finite_count
-        )
 
 
 class NoiseFloorTracker:
@@ -255,8 +168,9 @@ class NoiseFloorTracker:
     def floor_db(self) -> float | None:
         return self._floor
 
-    def track(self, levels: npt.NDArray[np.float64]) -> list[float | None]:
-        """Update with consecutive frame levels; return the floor in force at each."""
+    def track(self, levels: Levels) -> Levels:
+        """Update with consecutive frame levels; return the floor in force at each (NaN:
+        none yet)."""
         joined = np.concatenate((self._tail, levels))
         count = len(levels)
         steady_min = np.full(count, np.nan)  # window minimum where a window is stationary
@@ -266,19 +180,28 @@ class NoiseFloorTracker:
             windows = sliding_window_view(joined[-(count + window - 1) :], window)
             low = windows.min(axis=1)
             steady = (windows.max(axis=1) - low <= band) & (low > self._silence_db)
-            steady_min[count - len(low) :] = np.where(steady, low, steady_min[count - len(low) :])
+            tail = steady_min[count - len(low) :]
+            tail[steady] = low[steady]
         self._tail = joined[-self._history :].copy()
 
-        floors: list[float | None] = []
-        floor = self._floor
-        silence = self._silence_db
-        for level, low in zip(levels.tolist(), steady_min.tolist(), strict=True):
-            if not math.isnan(low):  # a stationary window ends here
-                floor = low
-            elif level > silence and (floor is None or level < floor):
-                floor = level
-            floors.append(floor)
-        self._floor = floor
+        # Between stationary windows the floor is a running minimum of the non-silent
+        # levels, restarted at each window's minimum. Vectorised exactly: pair each value
+        # with minus its segment number (segments run between restarts) as a complex
+        # number, which numpy orders lexicographically, so one running minimum never
+        # carries a value across a restart and no arithmetic touches the levels.
+        restart = ~np.isnan(steady_min)
+        values = np.where(levels > self._silence_db, levels, np.inf)
+        values[restart] = steady_min[restart]
+        keyed = np.empty(count + 1, dtype=np.complex128)
+        keyed.real[0] = 0.0
+        keyed.imag[0] = np.inf if self._floor is None else self._floor  # carried over
+        keyed.real[1:] = -np.cumsum(restart)
+        keyed.imag[1:] = values
+        floors = np.minimum.accumulate(keyed)[1:].imag.copy()
+        floors[np.isinf(floors)] = np.nan
+        if count:
+            last = float(floors[-1])
+            self._floor = None if math.isnan(last) else last
         return floors
 
 
@@ -302,7 +225,7 @@ class _Detector:
         self._config = config or SpeechConfig()
         self._scale = 1.0  # grid frames per independent level (LevelDetector: coarser)
         self._tracker = NoiseFloorTracker(self._config)
-        self._frames: list[SpeechFrame] = []
+        self._blocks: list[FrameBlock] = []
         self._counts = dict.fromkeys(InputCounters.__dataclass_fields__, 0)
         self._warmup: list[tuple[int, float, bool]] | None = []  # None once warm
         self._warmup_recent: list[float] = []  # the last non-silent levels, oldest first
@@ -313,12 +236,22 @@ class _Detector:
     def noise_floor_db(self) -> float | None:
         return self._tracker.floor_db
 
+    @property
+    def held_since(self) -> float | None:
+        """Start of the oldest frame the warm-up still holds back (None: none held)."""
+        return self._warmup[0][0] * FRAME if self._warmup else None
+
     def counters(self) -> InputCounters:
         return InputCounters(**self._counts)
 
     def drain_frames(self) -> list[SpeechFrame]:
-        frames, self._frames = self._frames, []
-        return frames
+        """Decided frames, oldest first."""
+        return [frame for block in self.drain_blocks() for frame in block.frames()]
+
+    def drain_blocks(self) -> list[FrameBlock]:
+        """Decided frames as blocks of consecutive grid indices, oldest first."""
+        blocks, self._blocks = self._blocks, []
+        return blocks
 
     def flush(self) -> None:
         """End of input: release the frames the warm-up still holds."""
@@ -329,41 +262,51 @@ class _Detector:
     def _count(self, name: str) -> None:
         self._counts[name] += 1
 
-    def _loud_enough(self, level: float, floor: float | None) -> bool:
+    def _decide(self, k0: int, levels: Levels, raw: Flags) -> None:
+        """Consecutive frames ``k0, k0 + 1, ...``: levels and raw (pre-level) decisions."""
+        self._counts["frame_count"] += len(levels)
+        floors = self._tracker.track(levels)
+        start = 0 if self._warmup is None else self._warm_up(k0, levels, raw, floors)
+        if start == len(levels):
+            return
+        levels, raw, floors = levels[start:], raw[start:], floors[start:]
         config = self._config
-        return (
-            floor is not None
-            and level >= floor + config.noise_margin_db
-            and level >= config.min_speech_level_db
+        with np.errstate(invalid="ignore"):
+            voiced = (
+                raw
+                & (levels >= floors + config.noise_margin_db)
+                & (levels >= config.min_speech_level_db)
+            )
+        self._blocks.append(
+            FrameBlock(
+                k0 + start, levels, voiced, np.where(np.isnan(floors), LEVEL_FLOOR_DB, floors)
+            )
         )
 
-    def _decide(self, k0: int, levels: npt.NDArray[np.float64], raw: list[bool]) -> None:
-        """Consecutive frames ``k0, k0 + 1, ...``: levels and raw (pre-level) decisions."""
-        self._counts["frame_count"] += len(raw)
-        floors = self._tracker.track(levels)
+    # -- warm-up -------------------------------------------------------------------------
+
+    def _warm_up(self, k0: int, levels: Levels, raw: Flags, floors: Levels) -> int:
+        """Hold frames until the floor has been seen; return how many were consumed."""
+        assert self._warmup is not None
         silence_db = self._config.digital_silence_db
-        frames = self._frames
-        loud_enough = self._loud_enough
-        for i, (level, floor, raw_voiced) in enumerate(
-            zip(levels.tolist(), floors, raw, strict=True)
-        ):
-            warmup = self._warmup
-            if warmup is None:
-                frames.append(
-                    SpeechFrame(
-                        (k0 + i) * FRAME,
-                        level,
-                        raw_voiced and loud_enough(level, floor),
-                        LEVEL_FLOOR_DB if floor is None else floor,
-                    )
-                )
-            elif not warmup and level <= silence_db:
-                frames.append(SpeechFrame((k0 + i) * FRAME, level, False, LEVEL_FLOOR_DB))
-            else:
-                warmup.append((k0 + i, level, raw_voiced))
-                if self._warmed_up(level):
-                    self._release_warmup(floor)
-                    self._warmup = None
+        for i, (level, raw_voiced) in enumerate(zip(levels.tolist(), raw.tolist(), strict=True)):
+            if not self._warmup and level <= silence_db:
+                self._warmup_silence(k0 + i, level)
+                continue
+            self._warmup.append((k0 + i, level, raw_voiced))
+            if self._warmed_up(level):
+                floor = float(floors[i])
+                self._release_warmup(None if math.isnan(floor) else floor)
+                self._warmup = None
+                return i + 1
+        return len(levels)
+
+    def _warmup_silence(self, k: int, level: float) -> None:
+        """Digital silence before any sound: nothing to hold back."""
+        block = FrameBlock(
+            k, np.array([level]), np.zeros(1, dtype=bool), np.array([LEVEL_FLOOR_DB])
+        )
+        self._blocks.append(block)
 
     def _warmed_up(self, level: float) -> bool:
         config = self._config
@@ -391,16 +334,26 @@ class _Detector:
 
     def _release_warmup(self, floor: float | None) -> None:
         assert self._warmup is not None
-        for k, level, raw_voiced in self._warmup:
-            self._frames.append(
-                SpeechFrame(
-                    k * FRAME,
-                    level,
-                    raw_voiced and self._loud_enough(level, floor),
-                    LEVEL_FLOOR_DB if floor is None else floor,
+        held = self._warmup
+        config = self._config
+        start = 0
+        for i in range(1, len(held) + 1):  # one block per run of consecutive indices
+            if i < len(held) and held[i][0] == held[i - 1][0] + 1:
+                continue
+            levels = np.array([level for _, level, _ in held[start:i]])
+            raw = np.array([voiced for _, _, voiced in held[start:i]], dtype=bool)
+            if floor is None:
+                voiced = np.zeros(len(levels), dtype=bool)
+            else:
+                voiced = (
+                    raw
+                    & (levels >= floor + config.noise_margin_db)
+                    & (levels >= config.min_speech_level_db)
                 )
-            )
-        self._warmup.clear()
+            floors = np.full(len(levels), LEVEL_FLOOR_DB if floor is None else floor)
+            self._blocks.append(FrameBlock(held[start][0], levels, voiced, floors))
+            start = i
+        held.clear()
 
 
 class VadDetector(_Detector):
@@ -535,22 +488,23 @@ class VadDetector(_Detector):
         is_speech = self._vad.is_speech
         width = FRAME_SAMPLES * 2
         levels, clicks = frame_features(block, click_share_ratio=self._config.click_share_ratio)
-        raw = [
-            not click and is_speech(audio[i : i + width], VAD_RATE, FRAME_SAMPLES)
-            for i, click in zip(range(0, used * 2, width), clicks, strict=True)
+        # webrtcvad sees every frame (it adapts its noise model as it goes), clicks too.
+        vad = [
+            is_speech(audio[i : i + width], VAD_RATE, FRAME_SAMPLES)
+            for i in range(0, used * 2, width)
         ]
-        self._decide(self._next_k, levels, raw)
+        self._decide(self._next_k, levels, np.array(vad, dtype=bool) & ~clicks)
         self._next_k += count
 
 
-def frame_levels_db(block: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+def frame_levels_db(block: npt.NDArray[np.int16]) -> Levels:
     """Level of each whole 30 ms frame of 16 kHz int16 audio, dBov (module doc)."""
     return frame_features(block, click_share_ratio=2.0)[0]
 
 
 def frame_features(
     block: npt.NDArray[np.int16], *, click_share_ratio: float
-) -> tuple[npt.NDArray[np.float64], list[bool]]:
+) -> tuple[Levels, Flags]:
     """Per whole frame of 16 kHz int16 audio: its level (dBov) and whether it is a click.
 
     A click holds more than ``click_share_ratio`` of its frame's energy within 5 ms (two
@@ -562,10 +516,9 @@ def frame_features(
     with np.errstate(divide="ignore"):
         levels = np.maximum(10.0 * np.log10(total / FRAME_SAMPLES) - _FULL_SCALE_DB, LEVEL_FLOOR_DB)
     if click_share_ratio > 1.0:
-        return levels, [False] * len(levels)
+        return levels, np.zeros(len(levels), dtype=bool)
     peak = (energy[:, 1:] + energy[:, :-1]).max(axis=1)
-    clicks = peak > click_share_ratio * total
-    return levels, clicks.tolist()
+    return levels, peak > click_share_ratio * total
 
 
 class LevelDetector(_Detector):
@@ -639,128 +592,5 @@ class LevelDetector(_Detector):
         for i in range(1, len(cells) + 1):  # _decide takes runs of consecutive frames
             if i == len(cells) or cells[i][0] != cells[i - 1][0] + 1:
                 levels = np.array([level for _, level in cells[start:i]], dtype=np.float64)
-                self._decide(cells[start][0], levels, [True] * (i - start))
+                self._decide(cells[start][0], levels, np.ones(i - start, dtype=bool))
                 start = i
-
-
-# -- smoothing -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceStarted:
-    """A talk spurt of ``role`` began at ``t`` (the start of its first frame)."""
-
-    role: Role
-    t: float
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceStopped:
-    """The talk spurt of ``role`` ended at ``t`` (the end of its last frame)."""
-
-    role: Role
-    t: float
-
-
-VoiceEvent = VoiceStarted | VoiceStopped
-
-
-class Smoother:
-    """Gated frame decisions of one participant -> talk-spurt edges (module doc)."""
-
-    def __init__(self, role: Role, config: SpeechConfig | None = None) -> None:
-        config = config or SpeechConfig()
-        self.role = role
-        self._min_burst = config.min_burst - _EPS
-        self._fill = config.fill_gap - _EPS
-        self._events: list[VoiceEvent] = []
-        self._cursor: float | None = None  # end of the time accounted for
-        self._run_start: float | None = None  # the current run of speech frames
-        self._run_end = 0.0
-        self._active = False  # a spurt has started and not yet stopped
-        self._spurt_end = 0.0  # end of the last proven run of the active spurt
-        self.late_frame_count = 0
-
-    @property
-    def active(self) -> bool:
-        """A spurt is in progress, as far as has been decided."""
-        return self._active
-
-    @property
-    def horizon(self) -> float | None:
-        """No event still to come has a time before this (None before any input)."""
-        if self._active:
-            return self._spurt_end
-        if self._run_start is not None:
-            return self._run_start
-        return self._cursor
-
-    def drain_events(self) -> list[VoiceEvent]:
-        events, self._events = self._events, []
-        return events
-
-    def on_frame(self, t: float, speech: bool) -> None:
-        """One grid frame starting at ``t``; missing frames between calls are silence."""
-        if self._cursor is not None and t < self._cursor - FRAME / 2:
-            self.late_frame_count += 1
-            return
-        self._pass_silence_until(t, FRAME / 2)
-        if speech:
-            if self._run_start is None:
-                self._run_start = t
-            self._run_end = t + FRAME
-            if self._run_end - self._run_start >= self._min_burst:
-                self._prove_run()
-        else:
-            self._run_start = None
-        self._cursor = t + FRAME
-        self._decide_stop()
-
-    def advance(self, *, now: float) -> None:
-        """Watermark: no frame will start before ``now``; decide what silence decides."""
-        self._pass_silence_until(now, _EPS)
-
-    def _pass_silence_until(self, now: float, tolerance: float) -> None:
-        if self._cursor is not None and now <= self._cursor:
-            return
-        if self._run_start is not None and now > self._run_end + tolerance:
-            self._run_start = None  # the run is over; if it never proved itself, dropped
-        self._cursor = now
-        self._decide_stop()
-
-    def next_deadline(self) -> float | None:
-        """When, absent new frames, the pending stop would be decided."""
-        if not self._active:
-            return None
-        if self._run_proven():
-            return self._run_end + self._fill + 2 * _EPS
-        deadline = self._spurt_end + self._fill
-        if self._run_start is not None:
-            deadline = max(deadline, self._run_end)
-        return deadline + 2 * _EPS
-
-    def on_timer(self, *, now: float) -> None:
-        self.advance(now=now)
-
-    def _run_proven(self) -> bool:
-        return self._run_start is not None and self._run_end - self._run_start >= self._min_burst
-
-    def _prove_run(self) -> None:
-        assert self._run_start is not None
-        if not self._active:
-            self._events.append(VoiceStarted(self.role, self._run_start))
-            self._active = True
-        self._spurt_end = self._run_end
-
-    def _decide_stop(self) -> None:
-        if not self._active or self._cursor is None:
-            return
-        if self._run_proven():
-            return
-        fill_ends = self._spurt_end + self._fill
-        if self._cursor < fill_ends:
-            return
-        if self._run_start is not None and self._run_start < fill_ends:
-            return  # a run began inside the fill window and may still prove itself
-        self._events.append(VoiceStopped(self.role, self._spurt_end))
-        self._active = False

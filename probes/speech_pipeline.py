@@ -111,12 +111,19 @@ class SpeechPipeline:
             deadline = smoother.next_deadline()
             if deadline is not None:
                 candidates.append(deadline + lag)
-        return min(candidates) if candidates else None
+        limit = self._clock_limit()
+        due = [c for c in candidates if c <= limit]  # beyond it, only input moves things on
+        return min(due) if due else None
 
     def on_timer(self, *, now: float) -> None:
         """Settle what the clock alone can settle: missing frames, pending stops."""
-        self._gate.on_timer(now=now)
+        self._gate.on_timer(now=min(now, self._clock_limit()))
         self._pump()
+
+    def _clock_limit(self) -> float:
+        """The clock may not give up on frames a detector still holds back (its warm-up)."""
+        held = [d.held_since for d in self._detectors.values() if d.held_since is not None]
+        return min(held) + self._crosstalk.max_skew if held else math.inf
 
     def flush(self) -> None:
         """End of input: decide and release everything."""
@@ -175,15 +182,13 @@ class SpeechPipeline:
     def _pump(self) -> None:
         gate = self._gate
         for role, detector in self._detectors.items():
-            frames = detector.drain_frames()
-            if frames:
-                gate.on_frames(role, frames)
+            for block in detector.drain_blocks():
+                gate.on_block(role, block)
         smoothers = self._smoothers
-        gated = gate.drain_frames()
-        for decided in gated:
-            smoothers[decided.role].on_frame(decided.t, decided.speech)
-        if gated:
-            self._level_db.update((decided.role, decided.level_db) for decided in gated[-2:])
+        for gated in gate.drain_blocks():
+            smoothers[gated.role].on_block(gated.k0, gated.speech)
+            if gated.present.any():
+                self._level_db[gated.role] = float(gated.level_db[gated.present][-1])
         watermark = gate.decided_until
         if watermark is not None:
             for smoother in smoothers.values():
