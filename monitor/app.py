@@ -13,13 +13,16 @@ Routes from the start:
 - WHIP (monitor/whip.py): ``POST /whip/{session}/{role}``, ``DELETE``/``PATCH``
   ``/whip/{session}/{role}/{resource}``;
 - ``GET /api/sessions/{id}/snapshot``: the latest snapshot of a live session, 404 once
-  it ended;
+  it ended (the therapist of that session or a supervisor: monitor/access.py);
 - ``/ws/indicator/{session}``: the therapist's live indicator (monitor/indicator_ws.py),
   fed by an indicator sink on every session (monitor/indicator_feed.py);
 - ``/ws/beacon/{session}/{role}``: browser stats in (monitor/beacon_ws.py, mounted last);
 - ``GET /metrics``: the fleet metrics for Prometheus (monitor/metrics_app.py, mounted
   after the beacon);
-- ``/static/``: the ``<feltsafe-indicator>`` web component and the demo call page.
+- ``/static/``: the ``<feltsafe-indicator>`` web component and the demo call page;
+- the REST API over the flag store and its OpenAPI document (monitor/api.py), the
+  supervisor's review page at ``/review`` (monitor/review/), and the revocation gate
+  with ``app.state.revocations`` (monitor/access.py, monitor/revocation.py).
 
 CORS (RFC 9725 §4.3 expects it of endpoints that browsers reach): Starlette's
 ``CORSMiddleware`` answers preflight ``OPTIONS`` for the configured ``allowed_origins``
@@ -53,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from monitor import beacon_ws, metrics_app
+from monitor import access, api, beacon_ws, metrics_app, review
 from monitor.config import Settings
 from monitor.flag_writer import FlagWriter
 from monitor.indicator_feed import IndicatorHub
@@ -138,7 +141,11 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *whip.routes(),
-            Route("/api/sessions/{session}/snapshot", snapshot, methods=["GET"]),
+            Route(
+                "/api/sessions/{session}/snapshot",
+                access.protect(snapshot, access.Resource.SNAPSHOT),
+                methods=["GET"],
+            ),
             *indicator_ws.routes(),
             Mount("/static", app=StaticFiles(packages=[("monitor", "static")]), name="static"),
             *routes,
@@ -165,4 +172,7 @@ def create_app(
     app.state.whip = whip
     beacon_ws.mount(app)  # /ws/beacon/{session}/{role} (monitor/beacon_ws.py)
     metrics_app.mount(app)  # /metrics (monitor/metrics_app.py)
+    access.mount(app)  # the revocation gate, app.state.revocations (monitor/access.py)
+    api.mount(app)  # /api/sessions..., /api/flags/{key}/ack, /api/openapi.json (monitor/api.py)
+    review.mount(app)  # /review (monitor/review/)
     return app

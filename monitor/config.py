@@ -23,6 +23,7 @@ The config file is TOML (``tomllib``), flat keys at the top level:
     retention_days = 90
     rules = "/etc/feltsafe/rules.yaml"  # default: the bundled pack; hot-reloaded
     profile = "individual"              # session profile (modality) the rules run for
+    revocation_list = "/etc/feltsafe/revoked"  # revoked token ids (monitor/revocation.py)
 
 Environment values are strings: lists are comma-separated (or a JSON array), numbers are
 parsed. A bad file, an unknown key or a value of the wrong type fails fast at start-up
@@ -85,6 +86,9 @@ class Settings:
     rules: Path | None = None
     # The session profile (modality) the rules run for (a pack's `profiles`); None: none.
     profile: str | None = None
+    # The file of revoked token ids (`feltsafe token revoke` writes it, every worker
+    # follows it); None: revocations only in-process (monitor/revocation.py).
+    revocation_list: Path | None = None
 
     def require_secret(self) -> str:
         """The token secret, or a ConfigError telling the operator how to set one."""
@@ -323,5 +327,6 @@ _PARSERS: dict[str, Callable[[object, bool], object]] = {
     "retention_days": _int_in(1, 36500),
     "rules": _path,
     "profile": _profile,
+    "revocation_list": _path,
 }
 assert set(_PARSERS) == set(KEYS), "every setting needs a parser"

@@ -61,7 +61,9 @@ class Run:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.base = f"http://127.0.0.1:{config['port']}"
-        self.http = httpx.Client(timeout=5.0)
+        # The snapshot is a supervisor's (or the session's therapist's) to read.
+        reader = issue_token(config["secret"], role=TokenRole.SUPERVISOR)
+        self.http = httpx.Client(timeout=5.0, headers={"Authorization": f"Bearer {reader}"})
         self.t0 = time.monotonic()
         self.snapshots: list[dict[str, Any]] = []
         self.browser: list[dict[str, Any]] = []

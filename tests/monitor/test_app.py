@@ -21,6 +21,7 @@ from monitor.commands.serve import settings_from_args
 from monitor.config import Mode, Settings
 from monitor.media_host import media_host
 from monitor.observations import BeaconReport, InboundStreamStats
+from monitor.tokens import TokenRole, issue_token
 from probes.base import ConfigError, MediaKind, Role
 from probes.signals import CATALOGUE
 
@@ -43,7 +44,11 @@ async def app() -> AsyncIterator[Starlette]:
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as http:
+    # The snapshot is a supervisor's (or the session's therapist's) to read.
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, role=TokenRole.SUPERVISOR)}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://monitor", headers=headers
+    ) as http:
         yield http
 
 

@@ -29,6 +29,8 @@ from probes.base import Role
 
 SECRET = "f" * 40
 SESSION = "fuzz-session"
+# The snapshot is a supervisor's (or the session's therapist's) to read.
+READER = {"Authorization": f"Bearer {issue_token(SECRET, role=TokenRole.SUPERVISOR)}"}
 
 
 class Server:
@@ -155,7 +157,7 @@ def test_the_session_keeps_working_through_the_fuzzing(
     anchor.send(stats(0.123))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        response = httpx.get(f"{server.http}/api/sessions/{SESSION}/snapshot")
+        response = httpx.get(f"{server.http}/api/sessions/{SESSION}/snapshot", headers=READER)
         assert response.status_code == 200
         if response.json()["signals"]["therapist.network.rtt_ms"] == pytest.approx(123.0):
             break
@@ -181,5 +183,5 @@ def test_anything_but_a_token_first_is_refused_and_starts_no_session(
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code in (4401, 4403)
-    response = httpx.get(f"{server.http}/api/sessions/never-{SESSION}/snapshot")
+    response = httpx.get(f"{server.http}/api/sessions/never-{SESSION}/snapshot", headers=READER)
     assert response.status_code == 404
