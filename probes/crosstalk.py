@@ -88,10 +88,9 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from probes.base import ConfigError, Role
-from probes.speech_frames import FRAME, Flags, FrameBlock, Levels, SpeechFrame
+from probes.speech_frames import FRAME, Flags, FrameBlock, Levels, SpeechFrame, windows
 
 _ROLES: Final = (Role.THERAPIST, Role.CLIENT)
 _LOCAL_LAGS: Final = 2  # lags either side of a known delay searched between full searches
@@ -469,7 +468,7 @@ class CrosstalkGate:
         if begin < 0 or end <= 0:
             padding = np.full(min(-begin, count + back_from - back_to), -np.inf)
             window = np.concatenate((padding, window))
-        reference = sliding_window_view(window, back_from - back_to + 1).max(axis=1)
+        reference = windows(window, back_from - back_to + 1).max(axis=1)
         return np.asarray(reference - leak + self._config.double_talk_margin_db, dtype=np.float64)
 
     def _update_frames(self, role: Role) -> int:
@@ -630,7 +629,7 @@ class CrosstalkGate:
     ) -> float | None:
         """``role``'s noise level: its median where neither side spoke (nor echoed)."""
         # Frames with the far side voiced within the last max_lag frames (an echo may come).
-        voiced_so_far = np.cumsum(far_voiced)
+        voiced_so_far: npt.NDArray[np.intp] = np.cumsum(far_voiced, dtype=np.intp)
         before_window = np.zeros_like(voiced_so_far)
         before_window[self._max_lag + 1 :] = voiced_so_far[: -(self._max_lag + 1)]
         far_recent = voiced_so_far - before_window

@@ -94,12 +94,11 @@ Voicing (:class:`LevelDetector`, from levels alone: metadata mode)
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
 import webrtcvad
-from numpy.lib.stride_tricks import sliding_window_view
 
 from probes.speech_frames import (
     FRAME,
@@ -116,12 +115,15 @@ from probes.speech_frames import (
     dbov_from_audio_level,
     dbov_from_rfc6464,
     frame_index,
+    windows,
 )
 from probes.speech_smoothing import Smoother
 
 __all__ = [
     "FRAME",
+    "FRAME_SAMPLES",
     "LEVEL_FLOOR_DB",
+    "VAD_RATE",
     "FrameBlock",
     "InputCounters",
     "LevelDetector",
@@ -177,9 +179,9 @@ class NoiseFloorTracker:
         for window, band in reversed(self._tests):  # the long test wins where both pass
             if len(joined) < window:
                 continue
-            windows = sliding_window_view(joined[-(count + window - 1) :], window)
-            low = windows.min(axis=1)
-            steady = (windows.max(axis=1) - low <= band) & (low > self._silence_db)
+            rows = windows(joined[-(count + window - 1) :], window)
+            low = rows.min(axis=1)
+            steady = (rows.max(axis=1) - low <= band) & (low > self._silence_db)
             tail = steady_min[count - len(low) :]
             tail[steady] = low[steady]
         self._tail = joined[-self._history :].copy()
@@ -238,8 +240,41 @@ class _Detector:
 
     @property
     def held_since(self) -> float | None:
-        """Start of the oldest frame the warm-up still holds back (None: none held)."""
+        """Start of the oldest input not yet given out as a frame: queued for the next
+        batch or held by the warm-up (None: nothing held)."""
+        held = [t for t in (self._queued_since(), self._warmup_since()) if t is not None]
+        return min(held) if held else None
+
+    def next_deadline(self) -> float | None:
+        """When ``on_timer`` would release held input if no more came."""
+        deadlines = []
+        queued = self._queued_since()
+        if queued is not None:
+            deadlines.append(queued + self._config.batch)
+        warming = self._warmup_since()
+        if warming is not None:
+            deadlines.append(warming + self._config.warmup_limit)
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, *, now: float) -> None:
+        """Release input held too long: a stream that stopped must not hold frames back."""
+        queued = self._queued_since()
+        if queued is not None and now >= queued + self._config.batch:
+            self._process_queue()
+        warming = self._warmup_since()
+        if warming is not None and now >= warming + self._config.warmup_limit:
+            self._release_warmup(self._tracker.floor_db)
+            self._warmup = None
+
+    def _warmup_since(self) -> float | None:
         return self._warmup[0][0] * FRAME if self._warmup else None
+
+    def _queued_since(self) -> float | None:
+        """Start of the input waiting for the next batch (subclasses queue input)."""
+        return None
+
+    def _process_queue(self) -> None:
+        """Turn queued input into frames."""
 
     def counters(self) -> InputCounters:
         return InputCounters(**self._counts)
@@ -254,7 +289,8 @@ class _Detector:
         return blocks
 
     def flush(self) -> None:
-        """End of input: release the frames the warm-up still holds."""
+        """End of input: analyse what is queued, release what the warm-up holds."""
+        self._process_queue()
         if self._warmup:
             self._release_warmup(self._tracker.floor_db)
         self._warmup = None
@@ -365,44 +401,65 @@ class VadDetector(_Detector):
         self._rate: int | None = None
         self._channels: int | None = None
         self._expected_t: float | None = None  # time of the next contiguous input sample
-        self._carry = np.empty(0, dtype=np.float64)  # input-rate mono not yet decimated
+        self._carry = np.empty(0, dtype=np.float64)  # input values not yet decimated
         self._pending: npt.NDArray[np.int16] = np.empty(0, dtype=np.int16)  # not yet a frame
         self._next_k = 0  # grid index of the frame that starts at _pending[0]
+        self._queue: list[npt.NDArray[np.float64] | npt.NDArray[np.int16]] = []
+        self._queue_since = 0.0  # time of the first queued sample
+        self._queued = 0  # samples queued
 
     def on_pcm(
         self, samples: npt.NDArray[np.generic], *, sample_rate: int, channels: int, t: float
     ) -> None:
         """Feed decoded audio whose first sample is at ``t``; frames go to drain_frames()."""
-        mono = self._mono(samples, sample_rate, channels)
-        if mono is None or not math.isfinite(t):
-            if mono is not None:
+        data = self._interleaved(samples, sample_rate, channels)
+        if data is None or not math.isfinite(t):
+            if data is not None:
                 self._count("non_finite_count")
             self._restart()
             return
         if (sample_rate, channels) != (self._rate, self._channels):
             self._restart()
             self._rate, self._channels = sample_rate, channels
-        mono, t = self._align(mono, t, sample_rate)
-        if len(mono) == 0:
+        data, t = self._align(data, t, sample_rate, channels)
+        if len(data) == 0:
             return
-        self._expected_t = t + len(mono) / sample_rate
-        factor = sample_rate // VAD_RATE
-        step = _BLOCK_FRAMES * FRAME_SAMPLES * factor
-        for start in range(0, len(mono), step):
-            self._decimate(mono[start : start + step], factor)
+        self._expected_t = t + len(data) // channels / sample_rate
+        if not self._queue:
+            self._queue_since = t
+        self._queue.append(data)
+        self._queued += len(data) // channels
+        if self._queued >= self._config.batch * sample_rate:
+            self._process_queue()
+
+    def _queued_since(self) -> float | None:
+        return self._queue_since if self._queue else None
+
+    def _process_queue(self) -> None:
+        if not self._queue or self._rate is None or self._channels is None:
+            return
+        data = self._queue[0]
+        if len(self._queue) > 1:  # one stretch, one format: a change restarts the stream
+            data = cast("npt.NDArray[np.float64]", np.concatenate(self._queue))
+        self._queue, self._queued = [], 0
+        group = self._rate // VAD_RATE * self._channels  # input values per 16 kHz sample
+        step = _BLOCK_FRAMES * FRAME_SAMPLES * group
+        for start in range(0, len(data), step):
+            self._decimate(data[start : start + step], group)
             self._analyse_complete_frames()
 
     # -- input conditioning ------------------------------------------------------------
 
     def _restart(self) -> None:
+        self._process_queue()  # it belongs to the stretch that ends here
         self._expected_t = None
         self._carry = self._carry[:0]
         self._pending = self._pending[:0]
 
-    def _mono(
+    def _interleaved(
         self, samples: npt.NDArray[np.generic], sample_rate: int, channels: int
     ) -> npt.NDArray[np.float64] | npt.NDArray[np.int16] | None:
-        """Validate and downmix; None (counted) when the input is unusable."""
+        """Validate; one flat interleaved array, or None (counted) when unusable."""
         if not isinstance(samples, np.ndarray):
             self._count("bad_dtype_count")
             return None
@@ -427,52 +484,53 @@ class VadDetector(_Detector):
         else:
             self._count("bad_dtype_count")
             return None
-        if data.ndim == 2 and data.shape[0] == channels and channels > 1:
-            return np.asarray(data.mean(axis=0), dtype=np.float64)  # planar
+        if data.ndim == 2 and data.shape[0] == channels and channels > 1:  # planar
+            return cast("npt.NDArray[np.float64]", np.ascontiguousarray(data.T).reshape(-1))
         if data.ndim == 2 and data.shape[0] == 1:
             data = data[0]  # packed, as aiortc's to_ndarray() gives it
         if data.ndim != 1 or len(data) % channels:
             self._count("bad_shape_count")
             return None
-        if channels == 1:
-            return data
-        return np.asarray(data.reshape(-1, channels).mean(axis=1), dtype=np.float64)
+        return data
 
     def _align(
         self,
-        mono: npt.NDArray[np.float64] | npt.NDArray[np.int16],
+        data: npt.NDArray[np.float64] | npt.NDArray[np.int16],
         t: float,
         rate: int,
+        channels: int,
     ) -> tuple[npt.NDArray[np.float64] | npt.NDArray[np.int16], float]:
         """Fit the input to the running clock: continue, skip an overlap, or re-enter the grid."""
         tolerance = self._config.timestamp_tolerance
         expected = self._expected_t
         if expected is not None and abs(t - expected) <= tolerance:
-            return mono, expected
+            return data, expected
         if expected is not None and t < expected:
             self._count("overlap_count")
-            return mono[round((expected - t) * rate) :], expected
+            return data[round((expected - t) * rate) * channels :], expected
         if expected is not None:
             self._count("gap_count")
             self._restart()
         k = math.ceil((t - tolerance) / FRAME)  # a fresh start: the next frame boundary
         skip = max(0, round((k * FRAME - t) * rate))
         self._next_k = k
-        return mono[skip:], t + skip / rate
+        return data[skip * channels :], t + skip / rate
 
-    def _decimate(self, mono: npt.NDArray[np.float64] | npt.NDArray[np.int16], factor: int) -> None:
+    def _decimate(self, data: npt.NDArray[np.float64] | npt.NDArray[np.int16], group: int) -> None:
+        """Average each ``group`` of interleaved values (all channels of rate / 16000
+        consecutive samples: the boxcar of the module doc) into one 16 kHz sample."""
         out: npt.NDArray[np.int16]
-        if factor == 1 and len(self._carry) == 0:
+        if group == 1 and len(self._carry) == 0:
             out = (
-                mono.astype(np.int16, copy=False)
-                if mono.dtype == np.int16
-                else np.rint(mono).astype(np.int16)
+                data.astype(np.int16, copy=False)
+                if data.dtype == np.int16
+                else np.rint(data).astype(np.int16)
             )
         else:
-            joined = np.concatenate((self._carry, mono.astype(np.float64, copy=False)))
-            usable = len(joined) - len(joined) % factor
+            joined = np.concatenate((self._carry, data.astype(np.float64, copy=False)))
+            usable = len(joined) - len(joined) % group
             self._carry = joined[usable:]
-            out = np.rint(joined[:usable].reshape(-1, factor).mean(axis=1)).astype(np.int16)
+            out = np.rint(joined[:usable].reshape(-1, group).mean(axis=1)).astype(np.int16)
         self._pending = np.concatenate((self._pending, out)) if len(self._pending) else out
 
     # -- analysis ----------------------------------------------------------------------
@@ -530,6 +588,8 @@ class LevelDetector(_Detector):
         self._cell: int | None = None  # grid index being accumulated
         self._energy = 0.0  # power x seconds in the cell
         self._coverage = 0.0  # seconds of the cell covered
+        self._queue: list[tuple[float, float, float]] = []  # (level dBov, start, end)
+        self._queue_since = 0.0
 
     def on_level(self, level_dbov: float, *, now: float, duration: float) -> None:
         """A level in dBov (<= 0; see ``dbov_from_rfc6464``) for ``[now - duration, now)``."""
@@ -555,14 +615,42 @@ class LevelDetector(_Detector):
                 self._count("gap_count")
             start = max(start, self._covered_until)
         self._covered_until = end
-        self._spread(max(LEVEL_FLOOR_DB, min(0.0, level_dbov)), start, end)
+        if not self._queue:
+            self._queue_since = start
+        self._queue.append((max(LEVEL_FLOOR_DB, min(0.0, level_dbov)), start, end))
+        if end - self._queue_since >= self._config.batch:
+            self._process_queue()
 
     def flush(self) -> None:
+        self._process_queue()
         self._emit(self._close_cell())
         super().flush()
 
-    def _spread(self, level_db: float, start: float, end: float) -> None:
-        """Add ``[start, end)`` at ``level_db`` to the grid cells it covers."""
+    @property
+    def held_since(self) -> float | None:
+        held = super().held_since
+        if self._cell is not None:  # the frame being filled
+            return self._cell * FRAME if held is None else min(held, self._cell * FRAME)
+        return held
+
+    def on_timer(self, *, now: float) -> None:
+        super().on_timer(now=now)
+        if self._cell is not None and now >= (self._cell + 1) * FRAME + self._config.batch:
+            self._emit(self._close_cell())  # the stream stopped inside this frame
+
+    def _queued_since(self) -> float | None:
+        return self._queue_since if self._queue else None
+
+    def _process_queue(self) -> None:
+        queue, self._queue = self._queue, []
+        completed: list[tuple[int, float]] = []
+        for level_db, start, end in queue:
+            completed += self._spread(level_db, start, end)
+        self._emit(completed)
+
+    def _spread(self, level_db: float, start: float, end: float) -> list[tuple[int, float]]:
+        """Add ``[start, end)`` at ``level_db`` to the grid cells it covers; return the
+        cells it completed."""
         power = 10.0 ** (level_db / 10.0)
         completed: list[tuple[int, float]] = []
         k = math.floor(start / FRAME + _EPS)
@@ -576,7 +664,7 @@ class LevelDetector(_Detector):
             if end >= (k + 1) * FRAME - _EPS:
                 completed += self._close_cell()
             k += 1
-        self._emit(completed)
+        return completed
 
     def _close_cell(self) -> list[tuple[int, float]]:
         cell, energy, coverage = self._cell, self._energy, self._coverage

@@ -22,6 +22,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import as_strided
 
 from probes.base import ConfigError, Role
 
@@ -33,6 +34,19 @@ LEVEL_FLOOR_DB: Final = -127.0
 
 Levels = npt.NDArray[np.float64]
 Flags = npt.NDArray[np.bool_]
+
+
+def windows(values: Levels, width: int) -> Levels:
+    """Every run of ``width`` consecutive values, one per row (a read-only view).
+
+    ``numpy.lib.stride_tricks.sliding_window_view`` without its argument checks, which
+    cost more than the work on the few frames a live batch holds."""
+    count = len(values) - width + 1
+    if count <= 0 or width <= 0:
+        return np.empty((0, max(width, 0)))
+    step = values.strides[0]
+    view: Levels = as_strided(values, shape=(count, width), strides=(step, step), writeable=False)
+    return view
 
 
 def frame_index(t: float) -> int:
@@ -71,6 +85,7 @@ class SpeechConfig:
     timestamp_tolerance: float = 0.005
     fill_gap: float = 0.2
     min_burst: float = 0.1
+    batch: float = 0.12
 
     def __post_init__(self) -> None:
         if self.vad_mode not in (0, 1, 2, 3):
@@ -79,6 +94,8 @@ class SpeechConfig:
             raise ConfigError(f"the floor and warm-up windows must be at least {2 * FRAME} s")
         if not 0.0 < self.timestamp_tolerance < FRAME / 2:
             raise ConfigError(f"timestamp_tolerance must be in (0, {FRAME / 2}) s")
+        if self.batch < 0.0:
+            raise ConfigError("batch must not be negative")
         if self.fill_gap < 0.0 or self.min_burst < 0.0:
             raise ConfigError("fill_gap and min_burst must not be negative")
         if self.noise_margin_db < 0.0 or self.floor_stationary_band_db <= 0.0:

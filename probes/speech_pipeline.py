@@ -73,6 +73,7 @@ class SpeechPipeline:
         self._held: list[VoiceEvent] = []
         self._released: list[VoiceEvent] = []
         self._level_db: dict[Role, float] = {}
+        self._watermark: float | None = None  # the gate's decided_until last pumped
 
     # -- input ---------------------------------------------------------------------------
 
@@ -113,15 +114,20 @@ class SpeechPipeline:
                 candidates.append(deadline + lag)
         limit = self._clock_limit()
         due = [c for c in candidates if c <= limit]  # beyond it, only input moves things on
+        due += [d for d in (x.next_deadline() for x in self._detectors.values()) if d is not None]
         return min(due) if due else None
 
     def on_timer(self, *, now: float) -> None:
-        """Settle what the clock alone can settle: missing frames, pending stops."""
+        """Settle what the clock alone can settle: held input, missing frames, stops."""
+        for detector in self._detectors.values():
+            detector.on_timer(now=now)
+        self._pump()
         self._gate.on_timer(now=min(now, self._clock_limit()))
         self._pump()
 
     def _clock_limit(self) -> float:
-        """The clock may not give up on frames a detector still holds back (its warm-up)."""
+        """The clock may not give up on frames a detector still holds back (its batch or
+        warm-up: both bounded in time, see ``on_timer``)."""
         held = [d.held_since for d in self._detectors.values() if d.held_since is not None]
         return min(held) + self._crosstalk.max_skew if held else math.inf
 
@@ -184,16 +190,17 @@ class SpeechPipeline:
         for role, detector in self._detectors.items():
             for block in detector.drain_blocks():
                 gate.on_block(role, block)
+        watermark = gate.decided_until
+        if watermark is None or watermark == self._watermark:
+            return  # nothing new decided (a detector is still gathering its batch)
+        self._watermark = watermark
         smoothers = self._smoothers
         for gated in gate.drain_blocks():
             smoothers[gated.role].on_block(gated.k0, gated.speech)
             if gated.present.any():
                 self._level_db[gated.role] = float(gated.level_db[gated.present][-1])
-        watermark = gate.decided_until
-        if watermark is not None:
-            for smoother in smoothers.values():
-                smoother.advance(now=watermark)
         for smoother in smoothers.values():
+            smoother.advance(now=watermark)
             self._held += smoother.drain_events()
         self._release()
 

@@ -10,7 +10,7 @@ import pytest
 
 from probes.base import ConfigError, Role
 from probes.crosstalk import CrosstalkConfig, CrosstalkGate, GatedFrame
-from probes.speech import FRAME, Smoother, SpeechFrame, VadDetector
+from probes.speech import FRAME, FrameBlock, Smoother, SpeechFrame, VadDetector
 from probes.speech_pipeline import TrackAnalysis, analyze_tracks
 from tests.probes.synthetic_voice import Floats, Segments, to_int16, voice, with_echo
 
@@ -207,6 +207,12 @@ def test_frames_arriving_skewed_or_in_chunks_are_decided_as_in_step() -> None:
     gate.flush()
     skewed = gate.drain_frames()
     assert skewed == in_step
+    blocks = CrosstalkGate()  # the bulk form, in uneven blocks
+    for role, frames in ((C, client), (T, therapist)):
+        for block in FrameBlock.of(frames[:77]) + FrameBlock.of(frames[77:]):
+            blocks.on_block(role, block)
+    blocks.flush()
+    assert blocks.drain_frames() == in_step
 
 
 def test_a_silent_role_holds_the_other_back_only_until_the_clock_settles_it() -> None:

@@ -314,3 +314,44 @@ def test_a_bad_config_fails_fast() -> None:
         SpeechConfig(vad_mode=4)
     with pytest.raises(ConfigError):
         SpeechConfig(fill_gap=-0.1)
+
+
+# -- held input is bounded in time --------------------------------------------------------------
+
+
+def feed_in_packets(detector: VadDetector, pcm: npt.NDArray[np.int16], size: int = 320) -> None:
+    for start in range(0, len(pcm), size):
+        detector.on_pcm(pcm[start : start + size], sample_rate=RATE, channels=1, t=start / RATE)
+
+
+def test_a_stream_that_stops_inside_a_batch_is_released_by_the_clock() -> None:
+    detector = VadDetector()
+    feed_in_packets(detector, to_int16(white_noise(2.0, -50.0)))
+    held = detector.held_since
+    assert held is not None
+    assert 2.0 - SpeechConfig().batch <= held < 2.0
+    deadline = detector.next_deadline()
+    assert deadline == pytest.approx(held + SpeechConfig().batch)
+    count = len(detector.drain_frames())
+    detector.on_timer(now=deadline - 0.01)
+    assert detector.drain_frames() == []
+    detector.on_timer(now=deadline)
+    count += len(detector.drain_frames())
+    assert count == 66  # every whole frame of the 2 s
+    assert detector.held_since is None
+    assert detector.next_deadline() is None
+
+
+def test_a_stream_that_stops_during_its_warm_up_is_released_after_the_limit() -> None:
+    speech, _ = voice(1.0, f0=140.0, seed=6, segments=[(0.0, 1.0)])  # no pause, no room
+    detector = VadDetector()
+    feed_in_packets(detector, to_int16(speech + white_noise(1.0, -65.0)))
+    detector.on_timer(now=2.0)  # the batch is released into the warm-up
+    assert detector.drain_frames() == []
+    assert detector.held_since == 0.0
+    limit = SpeechConfig().warmup_limit
+    assert detector.next_deadline() == pytest.approx(limit)
+    detector.on_timer(now=limit)
+    frames = detector.drain_frames()
+    assert len(frames) == 33
+    assert detector.held_since is None

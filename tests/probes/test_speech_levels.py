@@ -13,6 +13,7 @@ from probes.speech import (
     LEVEL_FLOOR_DB,
     LevelDetector,
     Smoother,
+    SpeechConfig,
     SpeechFrame,
     VadDetector,
     VoiceStarted,
@@ -142,3 +143,19 @@ def test_bad_levels_are_counted_never_raised() -> None:
     assert (counters.overlap_count, counters.gap_count) == (1, 1)
     detector.flush()
     assert min(f.level_db for f in detector.drain_frames()) >= LEVEL_FLOOR_DB
+
+
+def test_a_level_stream_that_stops_inside_a_frame_is_closed_by_the_clock() -> None:
+    detector = LevelDetector()
+    for i in range(100):  # 2 s of steady room at 20 ms: the warm-up ends at 1.5 s
+        detector.on_level(-50.0, now=(i + 1) * 0.02, duration=0.02)
+    batch = SpeechConfig().batch
+    detector.on_timer(now=2.0 + batch)
+    frames = detector.drain_frames()
+    assert len(frames) == 66  # up to 1.98 s
+    assert detector.held_since == pytest.approx(1.98)  # [1.98, 2.01) is two thirds full
+    detector.on_timer(now=2.01 + batch)
+    last = detector.drain_frames()
+    assert [f.t for f in last] == [pytest.approx(1.98)]
+    assert last[0].level_db == pytest.approx(-50.0)
+    assert detector.held_since is None

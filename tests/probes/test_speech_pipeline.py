@@ -129,6 +129,28 @@ def test_when_a_role_falls_silent_the_clock_closes_its_spurt() -> None:
     assert now < 5.0 + 0.5 + 0.2 + 3 * FRAME  # skew + fill + grid
 
 
+def test_a_role_that_stops_in_its_warm_up_holds_the_other_back_only_so_long() -> None:
+    therapist, client, _ = conversation()
+    pipeline = SpeechPipeline()
+    released: dict[float, float] = {}  # event time -> clock when it came out
+    for start in range(0, 12 * RATE, 320):
+        t = start / RATE
+        pipeline.on_pcm(
+            T, to_int16(therapist[start : start + 320]), sample_rate=RATE, channels=1, t=t
+        )
+        if t < 0.6:  # the client's stream stops while its warm-up still holds it
+            pipeline.on_pcm(
+                C, to_int16(client[start : start + 320]), sample_rate=RATE, channels=1, t=t
+            )
+        pipeline.on_timer(now=t + 0.02)
+        for event in pipeline.drain_events():
+            released[round(event.t, 2)] = t + 0.02
+    assert 3.0 in released  # the therapist's first stop
+    # Held while the client's first frames might still come: up to the warm-up limit (5 s
+    # of its stream), then the gate's skew, the fill and a batch.
+    assert 5.0 <= released[3.0] <= 5.0 + 0.5 + 0.2 + 0.12 + 0.1
+
+
 def test_levels_drive_a_role_in_metadata_mode() -> None:
     therapist, client, truth = conversation()
     pipeline = SpeechPipeline()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,3 +162,20 @@ def test_spurts_never_shorter_than_min_burst_nor_gaps_shorter_than_fill(
     for a, b in found:
         assert any(abs(start - a) < 1e-6 for start, _ in long_runs)
         assert any(abs(end - b) < 1e-6 for _, end in long_runs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(patterns, st.integers(1, 25))
+def test_blocks_give_the_same_spurts_as_frames_one_by_one(
+    runs: list[tuple[bool, int]], block_size: int
+) -> None:
+    frames = frames_of([(speech, n * FRAME) for speech, n in runs])
+    by_frame = run(frames)
+    smoother = Smoother(Role.THERAPIST)
+    flags = np.array([speech for _, speech in frames], dtype=bool)
+    for start in range(0, len(flags), block_size):
+        smoother.on_block(start, flags[start : start + block_size])
+    smoother.advance(now=math.inf)
+    by_block = smoother.drain_events()
+    assert [type(e) for e in by_block] == [type(e) for e in by_frame]
+    assert [e.t for e in by_block] == pytest.approx([e.t for e in by_frame])
