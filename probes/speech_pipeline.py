@@ -10,15 +10,17 @@ conversation tracker consumes. Per role, input is either decoded PCM (``on_pcm``
 a role keeps the kind it started with.
 
 Clock: frame times (the caller's clock, snapped to the 30 ms grid) drive everything.
-The gate decides frame ``k`` once both roles delivered it (or it is given up, see
-``CrosstalkConfig.max_skew``); the smoothers then advance to the gate's watermark, so a
-role whose input stops still has its spurt closed. An event is released once neither
-smoother can still emit an earlier one (``Smoother.horizon``), so the stream is sorted
-by ``t`` (stops before starts at the same instant). Latency from sound to event: the
-smoother's ``min_burst`` (start) or ``fill_gap`` (stop), plus any skew the gate waits
-for, plus the detectors' one-off warm-up at stream start. ``on_timer(now=...)`` and
-``next_deadline()`` let a live session settle frames that will never come; ``flush()``
-ends an offline run.
+The gate decides frame ``k`` once both roles delivered it, or once the clock gives it up
+(``CrosstalkConfig.max_skew`` after it ended) but never while a detector still holds
+input from before it (its batch or its warm-up, both bounded in time:
+probes/speech.py, "Clock and held input"). The smoothers then advance to the gate's
+watermark, so a role whose input stops still has its spurt closed. An event is released
+once neither smoother can still emit an earlier one (``Smoother.horizon``), so the
+stream is sorted by ``t`` (stops before starts at the same instant). Latency from sound
+to event: the detectors' ``batch`` (120 ms), then the smoother's ``min_burst`` (start)
+or ``fill_gap`` (stop), plus up to ``max_skew`` when a role's frames are missing, plus
+the one-off warm-up at stream start. ``on_timer(now=...)`` and ``next_deadline()`` let a
+live session settle what the clock alone settles; ``flush()`` ends an offline run.
 
 :func:`analyze_tracks` is the offline form: two whole tracks in, talk spurts per role,
 the events, and the echo leak per role out.
