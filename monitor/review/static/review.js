@@ -102,9 +102,11 @@ export function signIn(start) {
   const main = document.getElementById("main");
   const input = document.getElementById("token-input");
   const reason = document.getElementById("sign-in-reason");
+  const signOutButton = document.getElementById("sign-out");
   const show = (signedIn, why = "") => {
     form.hidden = signedIn;
     main.hidden = !signedIn;
+    signOutButton.hidden = !signedIn;
     reason.textContent = why;
   };
   form.querySelector("form").addEventListener("submit", (event) => {
@@ -116,7 +118,7 @@ export function signIn(start) {
     show(true);
     start();
   });
-  document.getElementById("sign-out").addEventListener("click", () => {
+  signOutButton.addEventListener("click", () => {
     signOut();
     show(false, "Signed out.");
   });
@@ -137,6 +139,7 @@ export function setStatus(node, text, { error = false } = {}) {
 export function formatDuration(seconds) {
   if (seconds === null || seconds === undefined) return "—";
   const total = Math.round(seconds);
+  if (total < 60) return `${total} s`;
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;

@@ -91,24 +91,28 @@ function flagHover(flag) {
 
 function renderChart(points, flags) {
   const x = points.map((p) => p.elapsed_s / 60);
+  const lastPoint = points.length ? points[points.length - 1].elapsed_s : 0;
+  const lastFlag = Math.max(0, ...flags.map((f) => f.end_elapsed_s ?? f.start_elapsed_s));
+  const end = Math.max(session.duration_s ?? 0, lastPoint, lastFlag, 60);
   const rows = [
-    { key: "flags", title: "Flags", height: 0.08 },
-    { key: "talk", title: "Talk share, 5 min (%)", height: 0.17, range: [0, 100] },
-    { key: "interruptions", title: "Interruptions, 5 min", height: 0.15 },
-    { key: "mos", title: "MOS", height: 0.2, range: [1, 4.5] },
-    { key: "loss", title: "Audio loss (%)", height: 0.2 },
-    { key: "jitter", title: "Jitter (ms)", height: 0.2 },
+    { key: "flags", title: "Flags (hover for the evidence, click to jump to the flag)", height: 0.07 },
+    { key: "talk", title: "Talk share over the last 5 min (%)", height: 0.17, range: [0, 100] },
+    { key: "interruptions", title: "Interruptions in the last 5 min", height: 0.15 },
+    { key: "mos", title: "Audio quality: MOS (E-model, 1 to 4.5)", height: 0.2, range: [1, 4.5] },
+    { key: "loss", title: "Audio packets lost (%)", height: 0.2 },
+    { key: "jitter", title: "Audio jitter (ms)", height: 0.2 },
   ];
-  const gap = 0.025;
+  const gap = 0.045;
   const usable = 1 - gap * (rows.length - 1);
   const layout = {
-    height: 720,
-    margin: { l: 64, r: 16, t: 10, b: 40 },
+    height: 680,
+    margin: { l: 48, r: 16, t: 18, b: 40 },
     hovermode: "closest",
     showlegend: true,
-    legend: { orientation: "h", y: -0.07 },
-    xaxis: { title: { text: "minutes since the session began" }, anchor: `y${rows.length}`, zeroline: false },
+    legend: { orientation: "h", x: 0, y: -0.08 },
+    xaxis: { title: { text: "minutes since the session began" }, anchor: `y${rows.length}`, zeroline: false, range: [0, end / 60] },
     shapes: [],
+    annotations: [],
     font: { family: "system-ui, sans-serif", size: 11 },
     paper_bgcolor: "#ffffff",
     plot_bgcolor: "#ffffff",
@@ -120,12 +124,17 @@ function renderChart(points, flags) {
     const height = row.height * usable;
     layout[axis] = {
       domain: [Math.max(0, top - height), top],
-      title: { text: row.title, font: { size: 10 } },
       range: row.range,
       fixedrange: true,
       zeroline: false,
+      nticks: 4,
       showticklabels: row.key !== "flags",
     };
+    // Row titles sit in the gap above each row (axis titles would collide on short rows).
+    layout.annotations.push({
+      text: row.title, xref: "paper", yref: "paper", x: 0, y: top, xanchor: "left", yanchor: "bottom",
+      showarrow: false, font: { size: 11, color: "#57606a" },
+    });
     top -= height + gap;
   });
   const y = Object.fromEntries(rows.map((r) => [r.key, r.y]));
@@ -167,7 +176,8 @@ function renderChart(points, flags) {
     });
   }
   const chart = document.getElementById("chart");
-  Plotly.newPlot(chart, traces, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+  // No mode bar: drag to zoom on time, double-click to reset (calm, nothing to learn).
+  Plotly.newPlot(chart, traces, layout, { responsive: true, displayModeBar: false });
   chart.on("plotly_click", (event) => {
     const key = event.points?.[0]?.customdata;
     if (key) focusFlag(key);
@@ -235,14 +245,15 @@ function flagItem(flag) {
   const item = el("li", { class: `flag sev-${flag.severity}`, dataset: { key: flag.key, acknowledged: String(Boolean(flag.acknowledgement)) } });
   const when = `at ${formatElapsed(flag.start_elapsed_s)} (${formatClock(flag.start_at)})` +
     (flag.end_elapsed_s === null ? ", still firing at the end" : `, for ${formatDuration(flag.end_elapsed_s - flag.start_elapsed_s)}`);
-  item.append(
+  const parts = [
     el("h3", {}, el("span", { class: `badge ${flag.severity}` }, flag.severity), el("span", { class: "title" }, flag.title), el("span", { class: "when" }, when)),
     flag.message ? el("p", {}, flag.message) : null,
     flag.hint ? el("p", { class: "hint" }, flag.hint) : null,
     flag.undermines.length ? el("p", { class: "chips" }, el("span", { class: "muted" }, "undermines "), flag.undermines.map((u) => el("span", {}, u.replace("_", " ")))) : null,
     el("div", { class: "details" }, pairs("Evidence", flag.evidence), pairs("Context at onset", flag.context)),
     el("div", { class: "ack" }, flag.acknowledgement ? ackStatus(flag.acknowledgement) : ackForm(flag, item)),
-  );
+  ];
+  item.append(...parts.filter(Boolean)); // (DOM append would write "null" for a missing part)
   return item;
 }
 
