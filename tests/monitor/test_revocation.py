@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
+from monitor.app import create_app
 from monitor.cli import main
 from monitor.config import Settings
 from monitor.revocation import (
@@ -211,3 +212,26 @@ def test_revoking_with_the_cli_refuses_requests_and_closes_websockets_within_a_s
         fresh = token(TokenRole.SUPERVISOR)
         assert http.get("/api/sessions", headers=bearer(fresh)).status_code == 200
     assert os.stat(listed).st_size > 0
+
+
+async def test_a_browser_on_an_allowed_origin_can_read_the_gates_401(tmp_path: Path) -> None:
+    """The gate sits inside CORS: the page learns its token was revoked (not a CORS error)."""
+    origin = "https://therapy.example"
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        app = create_app(Settings(secret=SECRET, allowed_origins=(origin,)), store=store)
+        revoked = token(TokenRole.SUPERVISOR)
+        app.state.revocations.revoke(verify_token(SECRET, revoked).token_id)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
+            headers = {**bearer(revoked), "Origin": origin}
+            response = await http.get("/api/sessions", headers=headers)
+            whip = await http.post(
+                f"/whip/{SESSION_A}/client",
+                headers={**bearer(revoked), "Origin": origin, "Content-Type": "application/sdp"},
+                content=b"v=0\r\n",
+            )
+        await app.state.registry.aclose()
+    for answer in (response, whip):
+        assert answer.status_code == 401
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
