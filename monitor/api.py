@@ -75,7 +75,14 @@ from monitor.api_schema import (
     openapi_document,
 )
 from monitor.config import Mode
-from monitor.store import NotFoundError, SessionQuery, Store, StoredFlag, StoreError
+from monitor.store import (
+    FlagNotFoundError,
+    NotFoundError,
+    SessionQuery,
+    Store,
+    StoredFlag,
+    StoreError,
+)
 from monitor.store.convert import check_flag_key, check_session_id
 from monitor.store.repository import MAX_PAGE
 from monitor.tokens import TokenError
@@ -152,7 +159,7 @@ async def _in_thread(call: Callable[[], T]) -> T:
 
 
 def _not_found(error: NotFoundError) -> str:
-    return "no such flag" if "flag" in type(error).__name__.lower() else "no such session"
+    return "no such flag" if isinstance(error, FlagNotFoundError) else "no such session"
 
 
 def _json(
