@@ -23,7 +23,7 @@ session's 40-odd seconds of real time.
 
 Real media on a shared 2-core machine meets real stalls: a starved sender stops sending
 frames for a few hundred milliseconds, and the monitor rightly reports a freeze. So the
-scripted freeze is identified by time (its flag begins while the sender is paused) and
+scripted freeze is identified by time (its flag is up while the sender is paused) and
 must give exactly the flags above; any other freeze flag must be explained by a stall
 the test measured (the sender's own record of when each frame left, or the monitor's
 event loop running late), and is printed; an unexplained one fails the test.
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import time
@@ -215,11 +216,15 @@ class LoopStalls:
 class Freezes:
     """One session's video freeze flags, split into the scripted pause's and the rest.
 
-    The scripted pause's flags are those that begin while the sender is paused. Any
-    other freeze flag must be *explained* by a measured stall: the sender process
-    paused its video (a CPU-starved machine: tests/monitor/live_publisher.py reports
-    every pause in sending) or the monitor's own loop stalled, just before the flag's
-    onset. An unexplained freeze flag fails the test: the monitor saw a freeze that
+    The scripted pause's flags are those up in the middle of the sender's pause (one
+    that a stall just before had raised goes on as the same flag). Any other freeze
+    flag must be *explained* by a measured stall: the sender process paused its video
+    (a CPU-starved machine: tests/monitor/live_publisher.py reports every pause in
+    sending), the monitor's own loop stalled just before the flag's onset, or both
+    participants' pictures froze at the same moment (two independent senders do not
+    stall together: the common cause is the monitor's process, starved of CPU, its
+    decoder threads included). An unexplained freeze flag fails the test: the monitor
+    saw a freeze that
     nothing caused.
     """
 
@@ -239,6 +244,12 @@ def _freezes(
     loop_stalls: list[tuple[float, float]],
 ) -> Freezes:
     last_before, first_after = pause
+    middle = (last_before + first_after) / 2
+    onsets: dict[Role, list[float]] = {role: [] for role in Role}
+    for item in stored:
+        role = _video_role(item.flag.rule_id)
+        if role is not None and not item.flag.rule_id.endswith("_freezes_repeated"):
+            onsets[role].append(item.flag.start)
     split = Freezes([], [], [])
     for item in stored:
         role = _video_role(item.flag.rule_id)
@@ -252,10 +263,12 @@ def _freezes(
                 split.explained.append(item)
             else:
                 split.unexplained.append(item)
-        elif role is Role.THERAPIST and last_before < onset < first_after:
+        elif role is Role.THERAPIST and onset < middle < (item.flag.end or math.inf):
             split.scripted.append(item)
-        elif any(a - 0.1 <= onset <= a + 1.0 for a, _ in sender_stalls[role]) or any(
-            a - 0.5 <= onset <= a + late + 1.0 for a, late in loop_stalls
+        elif (
+            any(a - 0.1 <= onset <= a + 1.0 for a, _ in sender_stalls[role])
+            or any(a - 0.5 <= onset <= a + late + 1.0 for a, late in loop_stalls)
+            or any(abs(onset - other) <= 0.5 for other in onsets[role.other])
         ):
             split.explained.append(item)
         else:
@@ -312,7 +325,7 @@ async def test_a_freeze_during_disclosure_is_one_alert_and_while_the_therapist_t
         assert flag.flag.context["session.disclosure"] is True
         assert flag.flag.context["conversation.client.holds_floor"] is True
         # Onset: within a second of the last frame sent before the stop (the W3C
-        # threshold, 183 ms at 30 fps, plus encoding, sending and decoding, which take
+        # threshold, 217 ms at 15 fps, plus encoding, sending and decoding, which take
         # longer on a loaded machine); end: 2 s (keep_firing_for) after the picture is
         # back, plus the same delays.
         assert flag.flag.start - last_before < LATENCY
