@@ -72,6 +72,7 @@ class SpeechConfig:
 
     vad_mode: int = 2
     noise_margin_db: float = 10.0
+    continue_margin_db: float = 5.0
     min_speech_level_db: float = -60.0
     click_share_ratio: float = 0.95
     floor_window: float = 1.5
@@ -83,7 +84,8 @@ class SpeechConfig:
     warmup_limit: float = 5.0
     digital_silence_db: float = -90.0
     timestamp_tolerance: float = 0.005
-    fill_gap: float = 0.2
+    min_run: float = 0.09
+    fill_gap: float = 0.25
     min_burst: float = 0.1
     batch: float = 0.12
 
@@ -96,10 +98,12 @@ class SpeechConfig:
             raise ConfigError(f"timestamp_tolerance must be in (0, {FRAME / 2}) s")
         if self.batch < 0.0:
             raise ConfigError("batch must not be negative")
-        if self.fill_gap < 0.0 or self.min_burst < 0.0:
-            raise ConfigError("fill_gap and min_burst must not be negative")
+        if min(self.fill_gap, self.min_burst, self.min_run) < 0.0:
+            raise ConfigError("fill_gap, min_burst and min_run must not be negative")
         if self.noise_margin_db < 0.0 or self.floor_stationary_band_db <= 0.0:
             raise ConfigError("noise_margin_db and floor_stationary_band_db must be positive")
+        if not 0.0 <= self.continue_margin_db <= self.noise_margin_db:
+            raise ConfigError("continue_margin_db must be within 0..noise_margin_db")
 
     @property
     def floor_window_frames(self) -> int:

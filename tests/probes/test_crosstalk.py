@@ -85,8 +85,9 @@ def test_an_echo_at_minus_10_db_is_reported_as_a_problem_and_still_gated() -> No
     estimate = found.echo[C]
     assert estimate is not None
     assert estimate.leak_db == pytest.approx(10.0, abs=3.0)
-    # Before the first estimate the prior (12 dB dominance) lets some echo through.
-    assert found.talk_time(C) < 1.0
+    # Before the first estimate the prior (12 dB dominance) lets some echo through; the
+    # smoother fills the gaps between its fragments first (about 1 s in all).
+    assert found.talk_time(C) < 1.5
     assert all(s.end < 6.0 for s in found.segments[C])
 
 
