@@ -34,6 +34,9 @@ from monitor.audiofile import (
     read_stereo,
     trim_to_common_length,
 )
+from monitor.audiofile import (
+    ProgressCallback as DecodeProgress,
+)
 
 LONG_RECORDING = 120.0  # seconds of audio from which a terminal gets a progress bar
 _BAR_WIDTH = 28
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read(args: argparse.Namespace, progress: ProgressBar) -> tuple[AudioTrack, AudioTrack]:
-    def decoding(label: str) -> Any:
+    def decoding(label: str) -> DecodeProgress:
         def report(done: float, total: float | None) -> None:
             if max(done, total or 0.0) >= LONG_RECORDING:
                 progress.show(label, None if not total else done / total)
