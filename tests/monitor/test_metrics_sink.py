@@ -511,6 +511,16 @@ def test_one_and_two_hundred_sessions_export_the_same_series(client: TestClient)
     assert active == 133.0  # the values differ with the sessions; the series do not
 
 
+def _wait_for_no_websocket_clients(client: TestClient) -> None:
+    for _ in range(200):  # bounded: 200 scrapes
+        _, _, values = scrape(client)
+        if not any(
+            count for (name, _), count in values.items() if name == "feltsafe_websocket_clients"
+        ):
+            return
+    raise AssertionError("websocket handlers did not finish after their clients closed")
+
+
 def test_gauges_read_the_live_sessions_and_websocket_clients(client: TestClient) -> None:
     def open_sessions() -> None:
         registry = client.app.state.registry  # type: ignore[attr-defined]
@@ -531,6 +541,11 @@ def test_gauges_read_the_live_sessions_and_websocket_clients(client: TestClient)
         beacon.send_text(publisher)
         assert beacon.receive_json()["type"] == "ready"
         _, _, values = scrape(client)
+        # Let both handlers finish before the test client cancels their tasks (its
+        # cancel can land inside a handler's await and leak out of the portal).
+        indicator.close()
+        beacon.close()
+        _wait_for_no_websocket_clients(client)
     assert values[("feltsafe_sessions_active", (("mode", "full"),))] == 2.0
     assert values[("feltsafe_sessions_active", (("mode", "metadata"),))] == 1.0
     assert values[("feltsafe_participants_connected", (("role", "client"),))] == 2.0
