@@ -56,8 +56,8 @@ def status_line(
 ) -> str:
     shown_level = (level or "-").upper()
     return (
-        f"{clock(elapsed)}/{clock(duration)}  {act or 'connecting'}  |  "
-        f"indicator: {shown_level}  |  flags: {flag_counts(flags)}"
+        f"{clock(elapsed)}/{clock(duration)}  indicator: {shown_level}  |  "
+        f"flags: {flag_counts(flags)}  |  {act or '-'}"
     )
 
 

@@ -475,12 +475,17 @@ class _Demo:
                 polling = asyncio.ensure_future(asyncio.to_thread(_flags_of, store, session))
             elapsed = min(now - origin, duration)
             act = self.script.act_at(elapsed)
+            if act is None:
+                first = self.script.acts[0].start if self.script.acts else duration
+                scene = "the call begins: a quiet room" if elapsed < first else "goodbyes"
+            else:
+                scene = act.description
             channel = app.state.indicator.get(session)
             state = channel.state if channel is not None else None
             self.progress.update(
                 elapsed=elapsed,
                 duration=duration,
-                act=act.description if act else None,
+                act=scene,
                 level=None if state is None else str(state.level),
                 message=None if state is None else state.message,
                 flags=self.flags,

@@ -4,10 +4,13 @@ The slow tests run the installed command's module (``python -m monitor.cli demo`
 subprocess, as ``make demo`` does, with the shortest script that still has the
 headline fault (30 s: the client shares, the therapist's picture freezes 22 s in):
 
-* it plays to its end and exits 0, prints the therapist's and the supervisor's URLs
-  with their tokens in the fragment, and a summary in which the freeze during
-  disclosure was noticed by its rule; the store file holds the ended session and that
-  flag, at alert, raised while the disclosure window was open;
+* it plays to its end and prints the therapist's and the supervisor's URLs with their
+  tokens in the fragment, and a summary in which the freeze during disclosure was
+  noticed by its rule. Each face works with what was printed: the indicator websocket
+  (the therapist's token) turned red with the words for it; the review page and the
+  REST API (the supervisor's token) show the flag; ``/metrics`` counts it. Ctrl-C
+  while the monitor stays up for review is a normal end (exit 0); the store file holds
+  the ended session and the flag, at alert, raised while the disclosure window was open;
 * Ctrl-C (SIGINT) in the middle of the session stops it within seconds, with exit
   status 130, no traceback, the participants' process gone and the session's end
   recorded in the store.
@@ -17,20 +20,25 @@ The fast tests check the command line's refusals, which happen before anything s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from websockets.sync.client import connect
 
 from alerts.model import Severity
 from monitor.cli import main
@@ -39,7 +47,7 @@ from monitor.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 FREEZE_RULE = "therapist_video_frozen_while_client_speaks"
-SESSION_ID = re.compile(r"#session=(demo-[0-9a-f]{6})&token=[\w.-]+")
+SESSION_ID = re.compile(r"#session=(demo-[0-9a-f]{6})&token=([\w.-]+)")
 
 
 def _demo(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
@@ -79,30 +87,111 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+class IndicatorWatcher:
+    """The therapist's side: the indicator websocket, with the token the demo printed."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.states: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, token), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, token: str) -> None:
+        with connect(url, open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "auth", "token": token}))
+            while not self._stop.is_set():
+                try:
+                    message = json.loads(ws.recv(timeout=0.5))
+                except TimeoutError:
+                    continue
+                if message.get("type") == "state":
+                    self.states.append(message)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, seen: list[str]) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return line
+    raise AssertionError(f"the demo ended before {marker!r}:\n{''.join(seen)}")
+
+
 @pytest.mark.slow
-def test_a_short_demo_plays_to_its_end_and_the_freeze_during_disclosure_is_flagged(
+def test_a_short_demo_plays_to_its_end_and_each_face_works_with_the_printed_tokens(
     tmp_path: Path,
 ) -> None:
+    """A 30 s demo; the monitor stays up for review (--keep-serving) until Ctrl-C."""
     began = time.monotonic()
-    process = _demo(tmp_path, "--duration", "30")
-    out, err = process.communicate(timeout=150)
+    process = _demo(tmp_path, "--duration", "30", "--keep-serving")
+    seen: list[str] = []
+    rest = err = ""
+    watcher: IndicatorWatcher | None = None
+    try:
+        # The therapist: the indicator page's URL carries the session and the token.
+        line = _read_until(process, "the therapist's live indicator", seen)
+        match = SESSION_ID.search(line)
+        assert match is not None, line
+        session, therapist_token = match.group(1), match.group(2)
+        base = re.search(r"(http://127\.0\.0\.1:\d+)/static/demo-call\.html#", line)
+        assert base is not None
+        http = base.group(1)
+        status, kind, page = _get(line.split()[-1].split("#")[0])
+        assert status == 200
+        assert "feltsafe-indicator" in page
+        watcher = IndicatorWatcher(f"ws{http[4:]}/ws/indicator/{session}", therapist_token)
+        supervisor = _read_until(process, "the supervisor's", seen)
+        _read_until(process, "Press Ctrl-C to exit.", seen)
+        watcher.stop()
+        out = "".join(seen)
+        # The summary, read back from the store: the headline fault was noticed by its rule.
+        summary = out.split("Flags raised:", 1)[1]
+        verdict = r"fault at 0:2\d: the therapist's picture freezes .*: noticed at 0:2\d by "
+        assert re.search(verdict + rf".*{FREEZE_RULE}", summary), summary
+        # The therapist's token was taken (a state at once) and the indicator turned red
+        # with the words for it.
+        assert watcher.states, "the indicator sent nothing: token refused?"
+        alerts = [s for s in watcher.states if s["level"] == "alert"]
+        assert alerts, watcher.states
+        assert "your picture froze while they were speaking" in alerts[0]["message"]
+        # The supervisor: the review page and the API, with the printed token.
+        token = re.search(r"(?:#token=|Bearer )([\w.-]+)", supervisor)
+        assert token is not None, supervisor
+        supervisor_token = token.group(1)
+        if "/review/session.html" in supervisor:
+            status, kind, _ = _get(supervisor.split()[-1].split("#")[0])
+            assert status == 200
+            assert kind.startswith("text/html")
+        if "/review/" in supervisor or "/api/" in supervisor:
+            status, _, body = _get(f"{http}/api/sessions/{session}/flags", supervisor_token)
+            flags = json.loads(body)["flags"]
+            assert any(f["rule_id"] == FREEZE_RULE and f["severity"] == "alert" for f in flags)
+        # Ops: the fleet metrics count the flag by rule (no session id in them).
+        _, _, metrics = _get(f"{http}/metrics")
+        assert f'feltsafe_flags_total{{rule="{FREEZE_RULE}"' in metrics
+        assert session not in metrics
+        process.send_signal(signal.SIGINT)  # leave the review: a normal end, exit 0
+        rest, err = process.communicate(timeout=30)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     took = time.monotonic() - began
-    assert process.returncode == 0, (out, err)
+    assert process.returncode == 0, ("".join(seen) + rest, err)
     assert "Traceback" not in err
-    # The three faces' URLs, tokens in the fragment (never in the path or the query).
-    match = SESSION_ID.search(out)
-    assert match is not None, out
-    session = match.group(1)
-    assert f"/static/demo-call.html#session={session}&token=ey" in out
-    review = re.search(
-        rf"/review/session\.html\?id={session}#token=ey|/api/sessions/{session}/", out
-    )
-    assert review is not None, out
-    assert "/metrics" in out
-    # The summary, read back from the store: the headline fault was noticed by its rule.
-    summary = out.split("Flags raised:", 1)[1]
-    assert re.search(rf"fault at 0:2\d: the therapist's picture freezes .*: noticed at 0:2\d by "
-                     rf".*{FREEZE_RULE}", summary), summary  # fmt: skip
     # The store file: the session, ended, and the flag with its context at onset.
     with Store.open(f"sqlite:///{tmp_path / 'demo.db'}") as store:
         record = store.get_session(session)
@@ -110,13 +199,14 @@ def test_a_short_demo_plays_to_its_end_and_the_freeze_during_disclosure_is_flagg
         assert record.ended_at is not None
         assert record.duration is not None
         assert 28 < record.duration < 60
-        flags = [f for f in store.list_flags(session) if f.flag.rule_id == FREEZE_RULE]
+        stored = store.list_flags(session)
+        frozen = [f for f in stored if f.flag.rule_id == FREEZE_RULE]
         assert any(
             f.flag.severity is Severity.ALERT and f.flag.context.get("session.disclosure") is True
-            for f in flags
-        ), [f.flag for f in flags]
-        assert all(f.flag.end is not None for f in store.list_flags(session))
-    print(f"30 s demo: {took:.1f} s wall time")
+            for f in frozen
+        ), [f.flag for f in frozen]
+        assert all(f.flag.end is not None for f in stored)
+    print(f"30 s demo with its three faces: {took:.1f} s wall time")
 
 
 @pytest.mark.slow

@@ -125,10 +125,10 @@ def test_on_a_terminal_one_status_line_is_redrawn_in_place_under_the_events() ->
     progress.line("[0:06] flag: something")
     progress.end_status()
     text = out.getvalue()
-    assert "\r\x1b[K0:06/2:30  a  |  indicator: WARN  |  flags: 1 (1 warn)" in text
+    assert "\r\x1b[K0:06/2:30  indicator: WARN  |  flags: 1 (1 warn)  |  a" in text
     # An event line erases the status line, prints, and redraws the status under it.
     assert text.endswith(
-        "\r\x1b[K[0:06] flag: something\n0:06/2:30  a  |  indicator: WARN  |  flags: 1 (1 warn)\n"
+        "\r\x1b[K[0:06] flag: something\n0:06/2:30  indicator: WARN  |  flags: 1 (1 warn)  |  a\n"
     )
     assert '[0:06] therapist\'s indicator: warn: "m"' in text
 
