@@ -154,6 +154,9 @@ class StreamTruth:
     delays: list[float] = field(default_factory=list)  # of delivered packets, seconds
     # (send time, delay, rtp timestamp) of delivered packets, for a reference jitter
     deliveries: list[tuple[float, float, int]] = field(default_factory=list)
+    # The same, with the delay the event loop actually gave (its timer fires late, and
+    # late timers bunch up, on a loaded machine): what reached the monitor's socket.
+    releases: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 class Impairment:
@@ -165,6 +168,7 @@ class Impairment:
         self._rng = random.Random(seed)
         self.truth: dict[int, StreamTruth] = defaultdict(StreamTruth)
         self._pending: set[asyncio.TimerHandle] = set()
+        self._sending: set[asyncio.Future[None]] = set()
         self.active = True
 
     def install(self, pc: RTCPeerConnection) -> None:
@@ -174,6 +178,10 @@ class Impairment:
         async def impaired_send(data: bytes) -> None:
             is_rtp = len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223
             if not (self.active and is_rtp):
+                if is_rtp:  # impairment off: still part of what the receiver's jitter saw
+                    truth = self.truth[int.from_bytes(data[8:12], "big")]
+                    now = asyncio.get_running_loop().time()
+                    truth.releases.append((now, 0.0, int.from_bytes(data[4:8], "big")))
                 await send(data)  # DTLS, RTCP (packet types 192-223), or impairment off
                 return
             ssrc = int.from_bytes(data[8:12], "big")
@@ -184,13 +192,21 @@ class Impairment:
                 return
             delay = self._rng.uniform(0.0, self.max_delay) if self.max_delay else 0.0
             loop = asyncio.get_running_loop()
+            sent, timestamp = loop.time(), int.from_bytes(data[4:8], "big")
             truth.delays.append(delay)
-            truth.deliveries.append((loop.time(), delay, int.from_bytes(data[4:8], "big")))
+            truth.deliveries.append((sent, delay, timestamp))
             if delay <= 0:
+                truth.releases.append((sent, 0.0, timestamp))
                 await send(data)
                 return
-            handle = loop.call_later(delay, lambda: asyncio.ensure_future(_quiet(send(data))))
-            self._pending.add(handle)
+
+            def release() -> None:
+                truth.releases.append((sent, loop.time() - sent, timestamp))
+                sending = asyncio.ensure_future(_quiet(send(data)))
+                self._sending.add(sending)
+                sending.add_done_callback(self._sending.discard)
+
+            self._pending.add(loop.call_later(delay, release))
 
         ice._send = impaired_send
 

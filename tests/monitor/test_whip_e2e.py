@@ -138,10 +138,16 @@ async def test_loss_and_jitter_match_the_injected_pattern(monitor: Monitor) -> N
     # Loss: every dropped packet and nothing else (the newest few may still be in flight).
     lost = client_stream.packets_lost
     assert truth.dropped - 1 <= lost <= truth.dropped + 1, (lost, truth.dropped)
-    # Jitter: RFC 3550 over arrival = send time + injected delay, as the probe saw it.
-    reference = reference_jitter_ms(truth.deliveries, 48000)
-    assert reference > 8.0  # the injected 0-40 ms uniform delay: about 13 ms
-    assert client_stream.jitter_ms == pytest.approx(reference, abs=max(2.0, 0.25 * reference))
+    # Jitter: the injected 0-40 ms uniform delay gives E|D_i - D_i-1| = 40/3 = 13.3 ms
+    # (the RFC 3550 estimate fluctuates around it by a few ms: a 1/16 running mean).
+    intended = reference_jitter_ms(truth.deliveries, 48000)
+    assert 8.0 < intended < 20.0
+    # The probe's figure is RFC 3550 over the arrivals the monitor really had: the
+    # injected delays as the event loop delivered them (late timers bunch on a loaded
+    # machine, which moves the figure by a few ms either way).
+    delivered = reference_jitter_ms(truth.releases, 48000)
+    assert 8.0 < delivered < 20.0
+    assert client_stream.jitter_ms == pytest.approx(delivered, abs=max(2.0, 0.2 * delivered))
     [therapist_stream] = rtp_streams(monitor, Role.THERAPIST, MediaKind.AUDIO)
     assert therapist_stream.packets_lost == 0
     assert therapist_stream.jitter_ms < client_stream.jitter_ms  # only scheduling noise
