@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_DURATION,
         metavar="SECONDS",
         help=f"length of the session, {MIN_DURATION:.0f}-{MAX_DURATION:.0f} s "
-        f"(default {DEFAULT_DURATION:.0f}; under about 95 s some faults are left out)",
+        f"(default {DEFAULT_DURATION:.0f}; under 100 s the network dip is left out, under 70 s "
+        "the interruptions too)",
     )
     parser.add_argument(
         "--scenario",

@@ -62,15 +62,17 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import uvicorn
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 
 from monitor.app import create_app
 from monitor.config import Settings
 from monitor.demo.media import STALL
-from monitor.demo.progress import Progress, Stall, clock, flag_line, plan_lines, summary_lines
+from monitor.demo.progress import Progress, Stall, clock, plan_lines, summary_lines
 from monitor.demo.script import DemoScript, IncidentKind, build_script
 from monitor.media_host import media_host
-from monitor.store import SessionNotFoundError, Store, StoredFlag
+from monitor.store import SessionNotFoundError, Store, StoredFlag, StoreError
+from monitor.store.engine import parse_url
 from monitor.tokens import TokenRole, issue_token
 from probes.base import ConfigError, FeltsafeError, Role
 
@@ -234,7 +236,14 @@ class _Demo:
     async def _serve(self) -> int:
         sock = bind_http(self.options.port)
         url = database_url(self.options.db)
-        store = await asyncio.to_thread(Store.open, url)
+        try:
+            store = await asyncio.to_thread(Store.open, url)
+        except (OperationalError, StoreError) as exc:
+            sock.close()
+            shown = parse_url(url).render_as_string(hide_password=True)
+            orig = getattr(exc, "orig", None)
+            reason = str(orig or exc).strip().splitlines()[0]
+            raise StoreError(f"cannot open the store at {shown}: {reason}") from None
         try:
             settings = Settings(
                 host=HOST,
@@ -367,7 +376,8 @@ class _Demo:
             line(f"  {label:<31} {url}")
         if urls.review_kind is ReviewKind.NONE:
             line("  (this build serves no supervisor review: the summary below reads the store)")
-        line(f"Flags are stored in {settings.db}. Ctrl-C stops the demo.")
+        where = self.options.db if "://" in self.options.db else f"{self.options.db} (SQLite)"
+        line(f"Flags are stored in {where}. Ctrl-C stops the demo.")
         line()
 
     async def _open_browser(self, urls: Urls) -> None:
@@ -506,10 +516,12 @@ class _Demo:
             if before == severity:
                 continue
             self._seen[stored.key] = severity
-            verb = "flag" if before is None else f"flag now {severity}"
-            self.progress.line(
-                f"[{clock(stored.flag.start - origin)}] {verb}: {flag_line(stored, origin).strip()}"
-            )
+            flag = stored.flag
+            at = clock(flag.start - origin)
+            if before is None:
+                self.progress.line(f"[{at}] flag ({severity}): {flag.rule_id}: {flag.title}")
+            else:
+                self.progress.line(f"[{at}] flag now {severity}: {flag.rule_id}")
 
     async def _hang_up(self, events: asyncio.Future[None]) -> None:
         child = self.child

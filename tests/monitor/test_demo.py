@@ -42,7 +42,7 @@ from websockets.sync.client import connect
 
 from alerts.model import Severity
 from monitor.cli import main
-from monitor.demo.run import ReviewKind, demo_urls
+from monitor.demo.run import ReviewKind, database_url, demo_urls
 from monitor.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -295,3 +295,20 @@ def test_the_supervisor_gets_the_review_page_else_the_rest_api_else_the_store() 
     neither = demo_urls(base, _app("/healthz"), "s1", "th", token)
     assert neither.review_kind is ReviewKind.NONE
     assert neither.review is None
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "missing" / "dir" / "demo.db"
+    assert main(["demo", "--port", "0", "--no-browser", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"feltsafe demo: cannot open the store at sqlite:///{db}: unable to open database file\n"
+    )
+
+
+def test_db_is_a_path_to_an_sqlite_file_unless_it_is_a_url(tmp_path: Path) -> None:
+    assert database_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path / 'x.db'}"
+    assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
