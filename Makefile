@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Debian packages the test suite needs (installed only when missing and we are root).
 DEB_PACKAGES ?= $(shell cat .ci/debian-packages 2>/dev/null)
 
-.PHONY: venv deps test lint types unit bench demo clean
+.PHONY: venv deps test lint types unit bench demo demo-analyze clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,9 +43,14 @@ test: lint types unit
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
 
-# Until the live demo (issue 6) lands: `feltsafe analyze` on the bundled example
-# conversation (synthetic voices, composed on the fly into a temporary stereo wav).
+# The live demo: a scripted session through a local monitor (feltsafe demo --help).
+# DEMO_ARGS passes options, e.g. make demo DEMO_ARGS="--duration 60 --no-browser".
 demo: venv
+	$(VENV)/bin/feltsafe demo $(DEMO_ARGS)
+
+# feltsafe analyze on the bundled example conversation (synthetic voices, composed on
+# the fly into a temporary stereo wav).
+demo-analyze: venv
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PY) -c 'import sys; from monitor.scenario import bundled_example; bundled_example().write_wav(sys.argv[1])' "$$tmp/example.wav" && \
 	echo "feltsafe analyze on the bundled example conversation (synthetic voices):" && \
