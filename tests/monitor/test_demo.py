@@ -42,7 +42,14 @@ from websockets.sync.client import connect
 
 from alerts.model import Severity
 from monitor.cli import main
-from monitor.demo.run import ReviewKind, database_url, demo_urls
+from monitor.demo.run import (
+    DEFAULT_PORT,
+    ReviewKind,
+    bind_http,
+    database_url,
+    demo_urls,
+    display_available,
+)
 from monitor.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,3 +319,70 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_exit_2(
 def test_db_is_a_path_to_an_sqlite_file_unless_it_is_a_url(tmp_path: Path) -> None:
     assert database_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path / 'x.db'}"
     assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_the_default_port_falls_back_to_a_free_one_when_taken() -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.0.1", DEFAULT_PORT))
+            taken.listen()
+        except OSError:
+            pass  # someone else holds it: taken all the same
+        sock = bind_http(None)
+        try:
+            port = sock.getsockname()[1]
+            assert port != DEFAULT_PORT
+            assert port > 0
+        finally:
+            sock.close()
+
+
+def test_a_browser_is_tried_only_when_a_display_is_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not display_available()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert display_available()
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert display_available()
+
+
+def test_participants_who_cannot_reach_the_monitor_report_one_error_line() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    spec = {
+        "url": f"http://127.0.0.1:{port}",
+        "session": "demo-000000",
+        "tokens": {"therapist": "t", "client": "c"},
+        "scenario": "default",
+        "duration": 30,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor.demo.participants"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(spec) + "\n")
+    process.stdin.flush()  # and kept open: closing it would mean "hang up"
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        process.stdin.close()
+    assert process.stdout is not None
+    assert process.stderr is not None
+    out, err = process.stdout.read(), process.stderr.read()
+    assert code == 1
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-1]["event"] == "error"
+    assert "Connection refused" in events[-1]["message"]
+    assert "Traceback" not in err
