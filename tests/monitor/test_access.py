@@ -18,7 +18,6 @@ open ones included.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.routing import Route
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -42,37 +40,17 @@ from monitor.tokens import TokenError, TokenRole, revocable_id, verify_token
 from probes.base import Role
 from tests.monitor import review_data
 from tests.monitor.review_data import SECRET, SESSION_A, SESSION_B, bearer, expired, token
+from tests.monitor.uvicorn_thread import UvicornThread
 
 P, T, S, OPS = TokenRole.PUBLISHER, TokenRole.THERAPIST, TokenRole.SUPERVISOR, TokenRole.OPS
 
 
-class Server:
+class Server(UvicornThread):
     """The monitor app on uvicorn in a thread (its own event loop), port 0."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         with media_host("127.0.0.2"):
-            self.app = create_app(settings, store=store)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn died at start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.http = f"http://127.0.0.1:{port}"
-        self.ws = f"ws://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+            super().__init__(create_app(settings, store=store))
 
     @property
     def revocations(self) -> RevocationList:

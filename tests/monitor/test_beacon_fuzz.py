@@ -8,7 +8,6 @@ along still gets its reports into the snapshot afterwards.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -26,6 +24,7 @@ from monitor.app import create_app
 from monitor.config import Settings
 from monitor.tokens import TokenRole, issue_token
 from probes.base import Role
+from tests.monitor.uvicorn_thread import UvicornThread
 
 SECRET = "f" * 40
 SESSION = "fuzz-session"
@@ -33,29 +32,9 @@ SESSION = "fuzz-session"
 READER = {"Authorization": f"Bearer {issue_token(SECRET, role=TokenRole.SUPERVISOR)}"}
 
 
-class Server:
+class Server(UvicornThread):
     def __init__(self) -> None:
-        self.app = create_app(Settings(secret=SECRET))
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.http = f"http://127.0.0.1:{port}"
-        self.ws = f"ws://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        super().__init__(create_app(Settings(secret=SECRET)))
 
     @contextmanager
     def beacon(self, role: Role) -> Iterator[ClientConnection]:
