@@ -76,6 +76,7 @@ from monitor.beacon import (
 )
 from monitor.observations import BeaconReport
 from monitor.participant import Attachment, LeftReason
+from monitor.revocation import websocket_token
 from monitor.sessions import SESSION_ID_PATTERN, LiveSession, SessionRegistry
 from monitor.tokens import (
     TokenForbiddenError,
@@ -91,7 +92,6 @@ BEACON_PATH = "/ws/beacon/{session}/{role}"
 SCRIPT_PATH = "/static/feltsafe-beacon.js"
 COUNTERS_PATH = "/api/beacon/counters"
 AUTH_TIMEOUT = 10.0
-MAX_TOKEN_BYTES = 4096
 
 CLOSE_GOING_AWAY = 1001  # RFC 6455 §7.4.1: the session ended
 CLOSE_POLICY = 1008  # refused at the handshake (before accept: HTTP 403)
@@ -218,7 +218,8 @@ class BeaconEndpoint:
             return None
         if message["type"] == "websocket.disconnect":
             return None
-        token = _token_of(message.get("text"))
+        # The first message: {"type": "auth", "token": T} or a bare T.
+        token = websocket_token(message.get("text"), first=True)
         try:
             if token is None:
                 raise TokenInvalidError("the first message must be the token")
@@ -318,23 +319,6 @@ class BeaconEndpoint:
             await websocket.send_text(json.dumps(body))
         except Exception:  # the peer went away mid-send; the receive loop will see it
             logger.debug("beacon send failed", exc_info=True)
-
-
-def _token_of(text: object) -> str | None:
-    """The token of a first message: ``{"type": "auth", "token": T}`` or a bare ``T``."""
-    if not isinstance(text, str) or len(text) > MAX_TOKEN_BYTES:
-        return None
-    text = text.strip()
-    if not text.startswith("{"):
-        return text or None
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or message.get("type") != "auth":
-        return None
-    token = message.get("token")
-    return token if isinstance(token, str) and token else None
 
 
 def mount(app: Starlette, *, limits: BeaconLimits | None = None) -> BeaconEndpoint:
