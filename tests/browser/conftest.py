@@ -54,6 +54,14 @@ def _missing_prerequisites() -> str | None:
     return f"missing tools: {', '.join(missing)}" if missing else None
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip a real-browser test whose prerequisites are missing; in CI (which installs
+    them through .ci/debian-packages) a missing prerequisite fails instead of hiding."""
+    if os.environ.get("CI"):
+        pytest.fail(f"real-browser tests: {reason} (CI is set: these tests must run)")
+    pytest.skip(f"real-browser tests: {reason}")
+
+
 def _run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(c) for c in command], check=True, text=True, **kwargs)
 
@@ -62,7 +70,7 @@ def _run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str
 def netns() -> Iterator[str]:
     reason = _missing_prerequisites()
     if reason:
-        pytest.skip(f"real-browser tests: {reason}")
+        skip_or_fail(reason)
     name = f"feltsafe-{secrets.token_hex(4)}"
     _run("ip", "netns", "add", name)
     try:
@@ -87,8 +95,9 @@ class Media:
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
-    if _missing_prerequisites():
-        pytest.skip("real-browser tests: prerequisites missing")
+    reason = _missing_prerequisites()
+    if reason:
+        skip_or_fail(reason)
     work = tmp_path_factory.mktemp("media")
     parts = []
     for index, sentence in enumerate(SENTENCES):

@@ -24,6 +24,7 @@ from monitor.app import create_app
 from monitor.config import Settings
 from monitor.tokens import TokenRole, issue_token
 from probes.base import Role
+from tests.browser.conftest import skip_or_fail
 from tests.browser.indicator_helpers import MonitorThread
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,7 @@ def token(session: str, role: Role = Role.THERAPIST) -> str:
 @pytest.fixture(scope="module")
 def monitor() -> Iterator[MonitorThread]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} missing (Debian package chromium)")
+        skip_or_fail(f"{CHROMIUM} missing (Debian package chromium)")
     with MonitorThread(create_app(Settings(secret=SECRET))) as running:
         yield running
 
