@@ -9,13 +9,18 @@ before ICE completes, every receiver it created gets the RTP hook (monitor/rtp_h
 and, in metadata mode, loses its decoder.
 
 Every track is drained by its own task for as long as the connection lives (LAB.md:
-decoded frames queue without bound). In full mode the drain is the decoded-media path:
-audio frames go to the session as mono PCM placed in time by their pts (LAB.md: under
-loss aiortc's jitter buffer drops frames, so arrival order and count mislead), in
-contiguous 200 ms batches; every video frame goes to the freeze timing rule, and at
-most five a second with a Y-plane thumbnail for the identical-content check (no colour
-conversion: the Y plane is already grey). In metadata mode nothing is decoded, so the
-drain only waits for the end of the track.
+decoded frames queue without bound). In full mode, audio is decoded here: aiortc's
+reassembled Opus (or G.711) frames are taken off the receiver before its decoder thread
+(monitor/rtp_hook.py, ``tap_decoding``) and decoded straight to 16 kHz mono
+(monitor/audio_decode.py), placed in time by their RTP timestamps (LAB.md: under loss
+aiortc's jitter buffer drops frames, so arrival order and count mislead) and handed to
+the session in contiguous 200 ms batches. That costs less than aiortc's 48 kHz stereo
+decode and its thread hop per frame (bench/bench_ingest.py); without libopus, aiortc
+decodes and the drain takes its frames by pts instead (:class:`_AudioPath`). Every video
+frame aiortc decodes goes to the freeze timing rule, and at most five a second with a
+Y-plane thumbnail for the identical-content check (no colour conversion: the Y plane is
+already grey). In metadata mode nothing is decoded, so the drains only wait for the end
+of their tracks.
 
 Content never leaves this module: PCM and thumbnails are handed to the probes and
 dropped with the frame; nothing is logged but counts.
@@ -29,26 +34,37 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import CODECS
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from av import AudioFrame, VideoFrame
 
+from monitor.audio_decode import (
+    MAX_FRAME,
+    PCM_RATE,
+    AudioDecodeError,
+    AudioDecoder,
+    new_decoder,
+    opus_available,
+)
 from monitor.config import IceServer, Mode
 from monitor.media_clock import MediaClock
 from monitor.observations import MediaSpec
 from monitor.rtp_hook import (
+    DecoderTap,
     RtpHook,
     audio_level_dbov,
     disable_decoding,
     install_rtp_hook,
+    tap_decoding,
     wire_size,
 )
 from monitor.session import Session
@@ -61,6 +77,7 @@ logger = logging.getLogger(__name__)
 MAX_OFFER_BYTES = 64 * 1024
 AUDIO_BATCH = 0.2  # seconds of decoded audio per call into the speech probes
 BATCH_TOLERANCE = 0.005  # seconds of pts mismatch that still counts as contiguous
+_ENCODED_BATCH = round(AUDIO_BATCH * PCM_RATE)
 THUMBNAIL_INTERVAL = 0.2 - 0.005  # at most five thumbnails a second (30 fps: every 6th)
 _SENDING = {"sendonly", "sendrecv"}
 
@@ -162,6 +179,7 @@ class Publisher:
         ice_servers: Sequence[IceServer] = (),
         clock: Callable[[], float],
         on_failed: Callable[[Publisher], None],
+        decode_audio_here: bool | None = None,
     ) -> None:
         self.session = session
         self.role = role
@@ -178,6 +196,11 @@ class Publisher:
         )
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._hooks: list[RtpHook] = []
+        self._taps: list[DecoderTap] = []
+        # Full mode decodes audio itself (monitor/audio_decode.py) when libopus is here.
+        self.decode_audio_here = (
+            opus_available() if decode_audio_here is None else decode_audio_here
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.decode_errors = 0
@@ -185,6 +208,11 @@ class Publisher:
     @property
     def packets_seen(self) -> int:
         return sum(hook.packets_seen for hook in self._hooks)
+
+    @property
+    def encoded_frames_seen(self) -> int:
+        """Audio frames taken off aiortc to decode here (0 when aiortc decodes)."""
+        return sum(tap.frames_seen for tap in self._taps)
 
     @property
     def connection_state(self) -> str:
@@ -203,12 +231,19 @@ class Publisher:
         for transceiver in self._pc.getTransceivers():
             kind = MediaKind(transceiver.kind)
             receiver = transceiver.receiver
+            path: _FramePath | None = None
             if self.mode is Mode.METADATA:
                 disable_decoding(receiver)
+            elif kind is MediaKind.VIDEO:
+                path = _VideoPath(self.session, self.role)
+            elif self.decode_audio_here:
+                self._taps.append(tap_decoding(receiver, self._encoded_audio_path().on_encoded))
+            else:
+                path = _AudioPath(self.session, self.role)
             self._hooks.append(
                 install_rtp_hook(receiver, self._packet_callback(kind), clock=self._clock)
             )
-            self._spawn(self._drain(kind, receiver.track))
+            self._spawn(self._drain(kind, receiver.track, path))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return str(self._pc.localDescription.sdp)
 
@@ -251,30 +286,111 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drain(self, kind: MediaKind, track: MediaStreamTrack) -> None:
-        """Receive every frame of ``track`` until it ends; in full mode, analyse it."""
-        path: _AudioPath | _VideoPath = (
-            _AudioPath(self.session, self.role)
-            if kind is MediaKind.AUDIO
-            else _VideoPath(self.session, self.role)
-        )
+    def _encoded_audio_path(self) -> _EncodedAudioPath:
+        return _EncodedAudioPath(self.session, self.role, clock=self._clock, errors=self)
+
+    async def _drain(
+        self, kind: MediaKind, track: MediaStreamTrack, path: _FramePath | None
+    ) -> None:
+        """Receive every frame of ``track`` until it ends and hand it to ``path``.
+
+        Without a path (metadata mode, or audio decoded here from the tap) aiortc decodes
+        nothing for this track: a frame would be a stray, dropped.
+        """
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if self.mode is Mode.METADATA:
-                continue  # nothing is decoded; a frame here would be a stray: drop it
+            if path is None:
+                continue
             try:
                 path.on_frame(frame, self._clock())
             except Exception:
-                self.decode_errors += 1
-                if self.decode_errors == 1:
-                    logger.exception("analysing a decoded %s frame failed (counted)", kind)
+                self.count_decode_error(f"analysing a decoded {kind} frame failed")
+
+    def count_decode_error(self, what: str) -> None:
+        self.decode_errors += 1
+        if self.decode_errors == 1:
+            logger.warning("%s (counted; further failures quiet)", what, exc_info=True)
 
     def _on_connection_state(self) -> None:
         if self._pc.connectionState in ("failed", "closed") and not self._closed:
             self._on_failed(self)
+
+
+class _FramePath(Protocol):
+    def on_frame(self, frame: object, now: float) -> None: ...
+
+
+class _ErrorCounter(Protocol):
+    def count_decode_error(self, what: str) -> None: ...
+
+
+class _EncodedAudioPath:
+    """Encoded audio from the decoder tap -> 16 kHz mono, by RTP timestamp, ~200 ms batches.
+
+    Decoded here (monitor/audio_decode.py) straight into one batch buffer; a batch is
+    contiguous audio (a gap in RTP time, frames the jitter buffer dropped, ends it early)
+    and goes to the speech probes in one call, as :class:`_AudioPath` does for frames
+    aiortc decoded. A frame of a codec with no decoder here, or one that fails to
+    decode, is counted and skipped.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_clock",
+        "_decoders",
+        "_errors",
+        "_filled",
+        "_media_clock",
+        "_role",
+        "_session",
+        "_start",
+    )
+
+    def __init__(
+        self, session: Session, role: Role, *, clock: Callable[[], float], errors: _ErrorCounter
+    ) -> None:
+        self._session = session
+        self._role = role
+        self._clock = clock
+        self._errors = errors
+        self._decoders: dict[str, AudioDecoder | None] = {}
+        self._media_clock = MediaClock()
+        self._buffer = np.empty(_ENCODED_BATCH + MAX_FRAME, dtype=np.int16)
+        self._filled = 0
+        self._start = 0.0
+
+    def on_encoded(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
+        now = self._clock()
+        name = codec.name
+        if name not in self._decoders:
+            self._decoders[name] = new_decoder(name)
+        decoder = self._decoders[name]
+        if decoder is None:
+            self._errors.count_decode_error(f"no decoder here for {name} audio")
+            return
+        at = self._media_clock.place(frame.timestamp / codec.clockRate, now)
+        filled = self._filled
+        if filled and abs(at - (self._start + filled / PCM_RATE)) > BATCH_TOLERANCE:
+            self._flush()
+            filled = 0
+        try:
+            samples = decoder.decode_into(frame.data, self._buffer[filled:])
+        except AudioDecodeError:
+            self._errors.count_decode_error(f"undecodable {name} audio frame")
+            return
+        if not filled:
+            self._start = at
+        self._filled = filled + samples
+        if self._filled >= _ENCODED_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        pcm = self._buffer[: self._filled].copy()
+        self._filled = 0
+        self._session.on_audio_frame(self._role, pcm, PCM_RATE, now=self._start)
 
 
 class _AudioPath:

@@ -14,7 +14,10 @@ Metadata mode decodes nothing (DESIGN.md, non-negotiable 2). aiortc starts one d
 thread per receiver and feeds it through ``__decoder_queue``; :func:`disable_decoding`
 swaps that queue, before the receiver starts, for one that drops encoded frames and lets
 only the stop sentinel through, so the thread idles (no CPU) and still ends, and ends the
-track, when the receiver stops. Depacketisation and the jitter buffer still run in
+track, when the receiver stops. :func:`tap_decoding` swaps in one that hands each
+encoded frame to the monitor instead (full mode's audio: monitor/audio_decode.py
+decodes it to 16 kHz mono itself, cheaper than aiortc's 48 kHz stereo and its thread
+hop per frame). Depacketisation and the jitter buffer still run in
 aiortc's Python path: they cost microseconds a packet (bench/bench_ingest.py measures it).
 
 Both touch private names. :func:`check_aiortc_internals` fails loudly at start-up if
@@ -32,6 +35,8 @@ import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
@@ -40,6 +45,7 @@ from probes.base import FeltsafeError
 logger = logging.getLogger(__name__)
 
 RtpCallback = Callable[[RtpPacket, float], None]
+EncodedFrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RTP_FIXED_HEADER_BYTES = 12
 _SRTP_AUTH_TAG_BYTES = 10  # AES_CM_128_HMAC_SHA1_80, the profile aiortc negotiates
@@ -63,6 +69,10 @@ def check_aiortc_internals() -> None:
     source = inspect.getsource(RTCRtpReceiver.__init__)
     if "self.__decoder_queue" not in source:
         raise HookUnavailableError("aiortc RTCRtpReceiver no longer has a decoder queue")
+    if "self.__decoder_queue.put((codec, encoded_frame))" not in inspect.getsource(method):
+        raise HookUnavailableError(
+            "aiortc RTCRtpReceiver no longer queues (codec, encoded_frame) for decoding"
+        )
 
 
 def wire_size(packet: RtpPacket) -> int:
@@ -139,11 +149,57 @@ class _DiscardingQueue(queue.Queue[Any]):
             super().put(item, block, timeout)
 
 
+class DecoderTap(_DiscardingQueue):
+    """A decoder input queue that hands each encoded frame to a callback instead.
+
+    aiortc puts ``(codec, encoded_frame)`` from ``_handle_rtp_packet``, on the event
+    loop, so the callback runs there, synchronously. Like the RTP hook, a callback that
+    raises is counted and logged once, never propagated into aiortc's transport loop.
+    """
+
+    def __init__(self, callback: EncodedFrameCallback) -> None:
+        super().__init__()
+        self._callback = callback
+        self.frames_seen = 0
+        self.callback_errors = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(item, block, timeout)
+            return
+        self.frames_seen += 1
+        codec, frame = item
+        try:
+            self._callback(codec, frame)
+        except Exception:
+            self.callback_errors += 1
+            if self.callback_errors == 1:
+                logger.exception("encoded-frame callback failed (counted; further failures quiet)")
+
+
 def disable_decoding(receiver: RTCRtpReceiver) -> None:
     """Make ``receiver`` decode nothing. Call before it starts (before ICE completes)."""
+    _replace_decoder_queue(receiver, _DiscardingQueue())
+
+
+def tap_decoding(receiver: RTCRtpReceiver, callback: EncodedFrameCallback) -> DecoderTap:
+    """Hand ``receiver``'s encoded frames to ``callback`` instead of aiortc's decoder.
+
+    ``callback(codec, frame)`` gets the negotiated codec (``codec.name``, ``clockRate``)
+    and aiortc's reassembled frame (``frame.data``; ``frame.timestamp``, the RTP
+    timestamp unwrapped from the stream's first frame). The track yields no frames and
+    ends when the receiver stops, as with :func:`disable_decoding`.
+    """
+    tap = DecoderTap(callback)
+    _replace_decoder_queue(receiver, tap)
+    return tap
+
+
+def _replace_decoder_queue(receiver: RTCRtpReceiver, replacement: queue.Queue[Any]) -> None:
+    """Swap aiortc's decoder input queue; before the receiver starts (before ICE completes)."""
     check_aiortc_internals()
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         raise HookUnavailableError("the receiver's decoder already started")
     if not isinstance(getattr(receiver, _DECODER_QUEUE, None), queue.Queue):
         raise HookUnavailableError("aiortc RTCRtpReceiver decoder queue not found")
-    setattr(receiver, _DECODER_QUEUE, _DiscardingQueue())
+    setattr(receiver, _DECODER_QUEUE, replacement)

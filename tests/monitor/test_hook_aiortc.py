@@ -25,6 +25,7 @@ from monitor.rtp_hook import (
     check_aiortc_internals,
     disable_decoding,
     install_rtp_hook,
+    tap_decoding,
     wire_size,
 )
 from tests.monitor.peers import MovingPatternTrack, ScriptedSpeechTrack
@@ -180,4 +181,43 @@ async def test_disabled_decoding_yields_no_frames_but_packets_still_reach_the_ho
     await pair.receiver.close()
     # The stop sentinel still reaches the idle decoder thread, which ends the track.
     with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(track.recv(), timeout=2.0)
+
+
+@pytest.mark.slow
+async def test_tapped_decoding_hands_encoded_frames_over_and_decodes_nothing(
+    pair: Pair,
+) -> None:
+    frames: list[tuple[str, int, bytes]] = []
+    taps = []
+
+    def full_mode_audio() -> None:
+        [receiver] = pair.receivers()
+
+        def take(codec: object, frame: object) -> None:
+            frames.append((codec.name, frame.timestamp, frame.data))  # type: ignore[attr-defined]
+            if len(frames) == 3:
+                raise RuntimeError("probe bug")  # counted, never reaches aiortc
+
+        taps.append(tap_decoding(receiver, take))
+
+    await pair.connect(ScriptedSpeechTrack([(0.0, 5.0)]), before_connect=full_mode_audio)
+    await _until(lambda: len(frames) >= ONE_SECOND_OF_AUDIO, timeout=8.0)
+    assert len(frames) >= ONE_SECOND_OF_AUDIO
+    assert {name for name, _, _ in frames} == {"opus"}
+    # Timestamps are aiortc's unwrapped RTP timestamps: 20 ms of 48 kHz apart, from 0.
+    stamps = [t for _, t, _ in frames]
+    assert stamps[0] == 0
+    assert all(b - a == 960 for a, b in itertools.pairwise(stamps))
+    assert all(len(data) > 0 for _, _, data in frames)
+    assert taps[0].frames_seen >= len(frames)
+    assert taps[0].callback_errors == 1
+    track = pair.receivers()[0].track
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(track.recv(), timeout=0.3)
+    assert track._queue.qsize() == 0  # aiortc decoded nothing
+    with pytest.raises(HookUnavailableError, match="already started"):
+        tap_decoding(pair.receivers()[0], lambda c, f: None)
+    await pair.receiver.close()
+    with pytest.raises(MediaStreamError):  # the stop sentinel still ends the track
         await asyncio.wait_for(track.recv(), timeout=2.0)

@@ -180,13 +180,24 @@ async def _conversation_with_a_freeze(monitor: Monitor, mode: Mode) -> dict[Role
     return {"scripts": scripts, "tracks": tracks, "paused": paused}
 
 
-@pytest.mark.parametrize("mode", [Mode.FULL, Mode.METADATA])
+@pytest.mark.parametrize(
+    ("mode", "audio_decoder"),
+    [(Mode.FULL, "monitor"), (Mode.FULL, "aiortc"), (Mode.METADATA, None)],
+    ids=["full", "full-aiortc-audio", "metadata"],
+)
 async def test_a_paused_sender_freezes_and_talk_follows_the_script(
-    monitor: Monitor, mode: Mode
+    monitor: Monitor, mode: Mode, audio_decoder: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Full mode decodes audio itself with libopus (monitor/audio_decode.py); without
+    # libopus it leaves decoding to aiortc. Both paths must give the same speech.
+    if audio_decoder == "aiortc":
+        monkeypatch.setattr("monitor.publisher.opus_available", lambda: False)
     setup = await _conversation_with_a_freeze(monitor, mode)
     recorder = monitor.recorder
     assert monitor.live().session.mode is mode
+    publishers = monitor.live().publishers.values()
+    tapped = [p.encoded_frames_seen > 0 for p in publishers]
+    assert tapped == [audio_decoder == "monitor"] * 2
     # The freeze: reported while it lasts, once, as long as the sender's pause. (On a
     # loaded machine a decoder stall can add a short freeze of its own: those are real
     # frame gaps at the monitor, so only their length is bounded.)
