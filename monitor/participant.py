@@ -111,7 +111,7 @@ class Participant:
     def media_interrupted(self, *, now: float, after: float) -> bool | None:
         """No packets for ``after`` seconds (None: we never received this participant)."""
         if Attachment.WHIP in self.attachments:
-            return now - self.last_packet >= after
+            return now >= self.last_packet + after  # as the deadline is computed
         if self.left_reason in (LeftReason.CONNECTION_FAILED, LeftReason.NO_MEDIA):
             return self.last_packet > -math.inf or self.joined_at is not None
         return None

@@ -126,6 +126,7 @@ class Session:
         self._nobody_since: float | None = now
         self._interrupted: dict[Role, bool] = dict.fromkeys(Role, False)
         self.speech = LiveSpeech(start=now)
+        self._input_due = False
         self.bad_level_samples = 0
 
     # -- the driver's side --------------------------------------------------------------
@@ -137,10 +138,17 @@ class Session:
     def _request_wake(self, at: float) -> None:
         self._wake(at)
 
+    def _wake_now(self, now: float) -> None:
+        # An input changed what the next tick reports (a participant left, media resumed):
+        # that is not a deadline, so on_timer must not take the wake for an early one.
+        self._input_due = True
+        self._wake(now)
+
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`on_timer` has something to do; None once ended."""
-        if self.ended:
-            return None
+        return None if self.ended else self._earliest_deadline()
+
+    def _earliest_deadline(self) -> float:
         deadlines = [self._next_tick]
         config = self.config
         for role, participant in self.participants.items():
@@ -159,6 +167,11 @@ class Session:
         """Run what is due at ``now``; return a snapshot if the session ticked."""
         if self.ended:
             return None
+        if not self._input_due and now < self._earliest_deadline():
+            # Woken for a deadline that has since moved (each video frame pushes the
+            # freeze deadline on): nothing is due, the driver re-arms.
+            return None
+        self._input_due = False
         fired = False
         for participant in self.participants.values():
             deadline = participant.next_deadline()
@@ -208,7 +221,7 @@ class Session:
         participant.detach(via, reason=reason)
         self._emit(now, role, None, ParticipantLeft(via, reason))
         self._update_nobody(now)
-        self._wake(now)
+        self._wake_now(now)
 
     def is_present(self, role: Role) -> bool:
         return self.participants[role].present
@@ -217,7 +230,9 @@ class Session:
         changed = False
         config = self.config
         for role, participant in self.participants.items():
-            if participant.present and now - participant.last_seen >= config.gone_after:
+            # Compared as the deadline is computed (t0 + d), so a timer armed at the
+            # deadline finds it due: float subtraction can fall a hair short.
+            if participant.present and now >= participant.last_seen + config.gone_after:
                 participant.attachments.clear()
                 participant.left_reason = LeftReason.NO_MEDIA
                 self._emit(now, role, None, ParticipantLeft(None, LeftReason.NO_MEDIA))
@@ -233,7 +248,7 @@ class Session:
                 self._emit(now, role, None, event)
                 changed = True
         self._update_nobody(now)
-        if self._nobody_since is not None and now - self._nobody_since >= config.end_after:
+        if self._nobody_since is not None and now >= self._nobody_since + config.end_after:
             self.ended = True
             self._emit(now, None, None, SessionEnded("nobody present"))
             changed = True
@@ -270,7 +285,7 @@ class Session:
                     source=SpeechSource.RTP_LEVEL,
                 )
         if self._interrupted[role]:
-            self._wake(now)  # resumed: say so at once rather than at the next tick
+            self._wake_now(now)  # resumed: say so at once rather than at the next tick
 
     def on_audio_frame(
         self, role: Role, samples: npt.NDArray[np.int16], sample_rate: int, *, now: float

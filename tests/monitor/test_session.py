@@ -151,6 +151,35 @@ def test_a_freeze_is_in_a_snapshot_the_moment_its_w3c_deadline_passes() -> None:
     assert len(ended) == 1
 
 
+def test_a_wake_for_a_deadline_that_moved_on_does_no_work() -> None:
+    session = Session("s", mode=Mode.METADATA, now=0.0)
+    client = Publisher(session, Role.CLIENT, now=0.0)
+    client.run(0.0, 1.0)
+    run_timers(session, until=1.0)
+    stale = session.next_deadline()  # the freeze deadline after the last frame so far
+    assert stale is not None
+    assert 1.0 < stale < 1.25  # before the next grid tick: the driver arms a timer there
+    client.run(1.0, 1.2)  # later frames push it on
+    assert session.next_deadline() == pytest.approx(1.25)
+    advanced: list[float] = []
+    advance = session.speech.advance
+    session.speech.advance = lambda *, now: (advanced.append(now), advance(now=now))  # type: ignore[method-assign]
+    assert session.on_timer(now=stale) is None
+    assert advanced == []  # the tick's work is not done between ticks
+    assert session.on_timer(now=1.25) is not None
+    assert advanced == [1.25]
+    # An input that needs saying at once (media resumed) is not taken for a stale wake.
+    run_timers(session, until=3.4)
+    assert session.snapshot(now=3.4)["client.media.interrupted"] is True
+    session.drain_events()
+    client.audio(3.45)
+    assert session.next_deadline() > 3.45  # type: ignore[operator]
+    snapshot = session.on_timer(now=3.45)
+    assert snapshot is not None
+    assert snapshot["client.media.interrupted"] is False
+    assert events_of(session, MediaResumed)
+
+
 def test_rtx_packets_are_not_video_frames_in_metadata_mode() -> None:
     session = Session("s", mode=Mode.METADATA, now=0.0)
     client = Publisher(session, Role.CLIENT, now=0.0)
