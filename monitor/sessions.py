@@ -162,7 +162,8 @@ class LiveSession:
         snapshot = self.session.on_timer(now=now)
         self._deliver(now, snapshot)
         if self.session.ended:
-            self._closing = asyncio.ensure_future(self._teardown(now, final_snapshot=False))
+            self._arm(None)
+            self._closing = asyncio.ensure_future(self._teardown(now))
         else:
             self._arm(self.session.next_deadline())
 
@@ -207,12 +208,17 @@ class LiveSession:
         if self._closing is None:
             now = self.clock()
             self.session.close(now=now, reason=reason)
-            self._closing = asyncio.ensure_future(self._teardown(now, final_snapshot=True))
+            self._arm(None)
+            self._closing = asyncio.ensure_future(self._teardown(now))  # starts after this
+            # The last snapshot and the end events go out now, in this callback (closing,
+            # so nothing reacts to them): from the task they would reach the sinks after
+            # other callbacks had run at later times, and a sink's clock (the
+            # indicator's) must never go backwards.
+            self._deliver(now, self.session.snapshot(now=now))
         await asyncio.shield(self._closing)
 
-    async def _teardown(self, now: float, *, final_snapshot: bool) -> None:
-        self._arm(None)
-        self._deliver(now, self.session.snapshot(now=now) if final_snapshot else None)
+    async def _teardown(self, now: float) -> None:
+        """Free what the session owns; its last snapshot and events were delivered."""
         publishers = list(self.publishers.values())
         self.publishers.clear()
         await asyncio.gather(*(p.close() for p in publishers), return_exceptions=True)

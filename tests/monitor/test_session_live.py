@@ -137,6 +137,28 @@ async def test_close_is_idempotent_and_tells_the_sinks_once() -> None:
     assert registry.get("s1") is None
 
 
+async def test_the_last_snapshot_reaches_the_sinks_before_any_later_callback() -> None:
+    # A sink with a clock of its own (the indicator's timer) must never be handed a time
+    # earlier than one it has already seen: the final snapshot goes out inside close().
+    order: list[tuple[str, float]] = []
+    loop = asyncio.get_running_loop()
+
+    class Clocked(Recorder):
+        def on_snapshot(self, now: float, snapshot: Snapshot) -> None:
+            order.append(("snapshot", now))
+
+    registry = registry_with(Clocked)
+    live = registry.open("s1")
+    live.session.attach(Role.CLIENT, Attachment.BEACON, now=live.clock())
+    closing = asyncio.ensure_future(live.close())
+    loop.call_soon(lambda: order.append(("another callback", loop.time())))
+    await closing
+    assert [what for what, _ in order] == ["snapshot", "another callback"]
+    assert order[0][1] <= order[1][1]
+    assert live.session.drain_events() == []  # every event went out with the last snapshot
+    assert registry.get("s1") is None
+
+
 async def test_a_session_keeps_its_mode_and_refuses_another() -> None:
     registry = registry_with()
     live = registry.open("s1", mode=Mode.METADATA)
