@@ -43,8 +43,8 @@ websocket, ``GET /api/beacon/counters`` (process-wide counters, no ids) and ``GE
 /static/feltsafe-beacon.js`` (in the monitor app the ``/static`` mount, which holds the
 same file, answers first; the route serves it where the endpoint runs alone).
 
-Frames larger than ``max_message_bytes`` are rejected here; uvicorn's own ``ws_max_size``
-(16 MiB by default) bounds what it buffers before that.
+Frames larger than ``max_message_bytes`` are rejected here; uvicorn's ``ws_max_size``
+(64 KiB in every feltsafe server, monitor/serving.py) bounds what it buffers before that.
 """
 
 from __future__ import annotations

@@ -3,11 +3,10 @@
 Settings come from the flags below, then ``FELTSAFE_*`` variables, then the config file
 (``--config`` or ``FELTSAFE_CONFIG``), then defaults (monitor/config.py). The media bind
 address (``--media-host``) is applied to aioice before any peer connection exists.
-Uvicorn runs with the ``websockets`` library for websockets (its sans-I/O protocol,
-``ws="websockets-sansio"``, which uvicorn 0.54 names the successor of its deprecated
-``"websockets"`` binding) and without access logs: request paths carry session ids, and
-ids stay out of logs (DESIGN.md). Ctrl-C shuts down cleanly (every session ends) and
-exits with 130.
+Uvicorn runs as every feltsafe server does (monitor/serving.py): the ``websockets``
+library's sans-I/O protocol, a 64 KiB websocket frame cap, and no access logs (request
+paths carry session ids, and ids stay out of logs, DESIGN.md). Ctrl-C shuts down cleanly
+(every session ends) and exits with 130.
 
 The flag store (``--db``, SQLite file by default) is opened and migrated before the
 server starts, and closed after it stopped (and the flag writer drained). A rule file
@@ -28,6 +27,7 @@ from monitor.app import create_app
 from monitor.config import Mode, Settings, load_settings
 from monitor.media_host import apply_media_host
 from monitor.rtp_hook import check_aiortc_internals
+from monitor.serving import uvicorn_config
 from monitor.store import Store
 
 
@@ -88,13 +88,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     store = Store.open(settings.db)
     try:
-        config = uvicorn.Config(
+        config = uvicorn_config(
             create_app(settings, store=store),
             host=settings.host,
             port=settings.port,
-            ws="websockets-sansio",
-            lifespan="on",
-            access_log=False,
             log_level="info",
         )
         uvicorn.Server(config).run()

@@ -71,6 +71,7 @@ from monitor.demo.media import STALL
 from monitor.demo.progress import Progress, Stall, clock, plan_lines, summary_lines
 from monitor.demo.script import DemoScript, IncidentKind, build_script
 from monitor.media_host import media_host
+from monitor.serving import uvicorn_config
 from monitor.store import SessionNotFoundError, Store, StoredFlag, StoreError
 from monitor.store.engine import parse_url
 from monitor.tokens import TokenRole, issue_token
@@ -254,13 +255,7 @@ class _Demo:
                 trace_dir=self.options.trace_dir,
             )
             app = create_app(settings, store=store)
-            config = uvicorn.Config(
-                app,
-                ws="websockets-sansio",
-                lifespan="on",
-                access_log=False,
-                log_level="warning",
-            )
+            config = uvicorn_config(app, log_level="warning")
             server = _Server(config)
             serving = asyncio.ensure_future(server.serve(sockets=[sock]))
             try:

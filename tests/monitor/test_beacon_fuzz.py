@@ -1,7 +1,8 @@
 """Fuzzing the beacon over a real socket: the monitor app on uvicorn, port 0.
 
 Whatever a browser (or anything else) sends, the server answers or drops it, counts it,
-keeps the connection open, and the session goes on: a well-behaved beacon connected all
+keeps the connection open (up to the 64 KiB frame cap of monitor/serving.py, past which
+it closes that one connection), and the session goes on: a well-behaved beacon connected all
 along still gets its reports into the snapshot afterwards.
 """
 
@@ -22,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from monitor.app import create_app
 from monitor.config import Settings
+from monitor.serving import WS_MAX_FRAME_BYTES
 from monitor.tokens import TokenRole, issue_token
 from probes.base import Role
 from tests.monitor.uvicorn_thread import UvicornThread
@@ -79,8 +81,9 @@ frames = st.one_of(
     utf8_text,
     json_like,
     st.binary(max_size=300),
-    st.integers(4000, 1 << 18).map(lambda n: "[" * n),  # oversized, up to 256 KiB
-    st.integers(4000, 70000).map(bytes),
+    # Oversized for the beacon (4 KiB), up to the server's frame cap (64 KiB): answered.
+    st.integers(4000, WS_MAX_FRAME_BYTES).map(lambda n: "[" * n),
+    st.integers(4000, WS_MAX_FRAME_BYTES).map(bytes),
     st.sampled_from(
         [
             stats(0.01),
@@ -128,6 +131,26 @@ def test_fuzzed_frames_are_counted_one_by_one_and_never_close_the_connection(
         time.sleep(0.01)
     assert handled(counters) == ledger.sent
     assert counters["internal_errors"] == 0
+
+
+def test_a_frame_over_the_servers_cap_closes_that_connection_only(
+    server: Server, anchor: ClientConnection, ledger: Ledger
+) -> None:
+    with server.beacon(Role.CLIENT) as ws:
+        ws.send("[" * 10_000)  # over the beacon's limit: an error frame, the socket stays
+        assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ledger.sent += 1
+        # Over uvicorn's cap (monitor/serving.py): never buffered whole, never reaches the
+        # app (not counted); the connection is closed as "message too big".
+        ws.send("[" * (WS_MAX_FRAME_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+    deadline = time.monotonic() + 5
+    while handled(server.counters()) < ledger.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handled(server.counters()) == ledger.sent
 
 
 def test_the_session_keeps_working_through_the_fuzzing(

@@ -8,15 +8,16 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 
+from monitor.serving import uvicorn_config
+
 
 class UvicornThread:
     """`with UvicornThread(app) as server:` then `server.http` / `server.ws` base URLs."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning"
-        )
+        # The servers' own settings (monitor/serving.py), lifespan as each test's app has.
+        config = uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="auto")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.http = self.ws = ""
