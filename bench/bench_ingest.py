@@ -11,7 +11,12 @@ the receiver's decoder sees real VP8). Three receivers, one after the other, sam
 - full: the monitor (``POST /whip/...``): RTP hook, RTP statistics, VAD on decoded
   audio, Y-plane freeze checks on decoded video, conversation, ticks and snapshots;
 - metadata: the monitor with ``?mode=metadata``: nothing decoded; headers, RFC 6464
-  levels and RTP frame timing only.
+  levels and RTP frame timing only;
+- full, aiortc audio: full mode with aiortc decoding the audio (48 kHz stereo, in its
+  decoder thread) as it does where libopus is missing: full mode normally decodes audio
+  itself, straight to 16 kHz mono (monitor/audio_decode.py), which costs less than
+  aiortc's decode. This row shows what the monitoring work costs with the floor's own
+  decoding, so that saving cannot hide it.
 
 CPU is this process's CPU time (all threads: decoders included) over a steady window,
 divided by the wall time and by N; per-session figures are reported at the same N for
@@ -51,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from monitor import publisher as publisher_module
 from monitor.app import create_app
 from monitor.config import Settings
 from monitor.media_host import apply_media_host
@@ -196,9 +202,27 @@ def sender_main(argv: list[str]) -> None:
 # -- the receiving process ----------------------------------------------------------------
 
 
+AIORTC_AUDIO = "full, aiortc audio"
+
+
+@contextlib.contextmanager
+def _aiortc_audio(receiver: str) -> Iterator[None]:
+    """For the ``full, aiortc audio`` receiver: publishers started inside leave audio
+    decoding to aiortc, as they do without libopus (monitor/publisher.py)."""
+    if receiver != AIORTC_AUDIO:
+        yield
+        return
+    saved = publisher_module.opus_available
+    publisher_module.opus_available = lambda: False
+    try:
+        yield
+    finally:
+        publisher_module.opus_available = saved
+
+
 @dataclass(frozen=True)
 class Phase:
-    receiver: str  # bare | full | metadata
+    receiver: str  # bare | full | metadata | full, aiortc audio
     sessions: int
     cpu_per_session_pct: float
     loop_cpu_per_session_pct: float  # the event-loop thread only (decoders excluded)
@@ -304,13 +328,14 @@ async def _phase(
 ) -> Phase:
     prefix = "/bare" if receiver == "bare" else "/whip"
     query = "?mode=metadata" if receiver == "metadata" else ""
+    tag = receiver.replace(",", "").replace(" ", "-")
     paths = [
-        (f"{prefix}/b{receiver}{n}/{role}{query}", f"b{receiver}{n}", role)
+        (f"{prefix}/b{tag}{n}/{role}{query}", f"b{tag}{n}", role)
         for n in range(sessions)
         for role in ("therapist", "client")
     ]
     registry = app.state.registry
-    with _sender(base_url, paths) as process:
+    with _aiortc_audio(receiver), _sender(base_url, paths) as process:
         await _wait_ready(process)
         await asyncio.sleep(warmup)
         frames_before = dict(bare.frames)
@@ -381,13 +406,13 @@ async def _bench(quick: bool) -> list[str]:
     lines = [
         f"Opus + VP8 {WIDTH}x{HEIGHT}@{FPS} per participant, two participants a session; "
         f"CPU of the receiving process over {window:.0f} s after {warmup:.0f} s of warm-up; "
-        f"the three receivers alternate, {rounds} round(s), medians below the table.",
+        f"the four receivers alternate, {rounds} round(s), medians below the table.",
         "",
         "| receiver | sessions | CPU per session | of which event loop | process CPU | "
         "min video fps | p95 loop lag | sustained |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    results: dict[str, list[Phase]] = {"bare": [], "full": [], "metadata": []}
+    results: dict[str, list[Phase]] = {"bare": [], "full": [], "metadata": [], AIORTC_AUDIO: []}
     sweeps: dict[str, int] = {}
     try:
         for _ in range(rounds):
@@ -416,15 +441,21 @@ async def _bench(quick: bool) -> list[str]:
         )
 
     bare_cost, full_cost, meta_cost = median("bare"), median("full"), median("metadata")
+    aiortc_audio_cost = median(AIORTC_AUDIO)
     lines += [
         "",
         f"- CPU per session (median): bare {bare_cost:.1f} %, full {full_cost:.1f} %, "
-        f"metadata {meta_cost:.1f} % of a core; on the event loop alone: bare "
+        f"metadata {meta_cost:.1f} %, full with aiortc's audio decoding "
+        f"{aiortc_audio_cost:.1f} % of a core; on the event loop alone: bare "
         f"{median('bare', True):.1f} %, full {median('full', True):.1f} %, metadata "
-        f"{median('metadata', True):.1f} %",
+        f"{median('metadata', True):.1f} %, full with aiortc's audio decoding "
+        f"{median(AIORTC_AUDIO, True):.1f} %",
         f"- full mode over the bare receiver: {full_cost / bare_cost:.2f}x "
         f"(target <= 1.10): monitoring adds {full_cost - bare_cost:+.1f} points of a core "
         "per session",
+        f"- full mode with aiortc decoding its audio over the bare receiver: "
+        f"{aiortc_audio_cost / bare_cost:.2f}x ({aiortc_audio_cost - bare_cost:+.1f} points: "
+        "the monitoring work alone, with the floor's own decoding)",
         f"- metadata mode over full mode: {meta_cost / full_cost:.2f}x (target <= 0.50)",
         f"- metadata mode over the bare receiver: {meta_cost / bare_cost:.2f}x",
     ]
