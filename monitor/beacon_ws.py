@@ -28,7 +28,7 @@ The session (``registry.open``: a beacon may be the first to arrive, as in a
 peer-to-peer call) sees the participant attached as ``Attachment.BEACON`` until the
 connection ends. Valid reports go to ``Session.on_beacon_report``, levels to
 ``Session.on_audio_level``, at the arrival time on the session's clock. A bad frame is
-answered with ``{"type": "error", "reason": "<kind>"}`` (never echoing the frame) and
+answered with ``{"type": "error", "error": "<kind>"}`` (never echoing the frame) and
 the connection stays open; nothing a browser sends can raise into the session.
 
 One connection per participant: a newer authenticated connection for the same session
@@ -282,7 +282,7 @@ class BeaconEndpoint:
                 result = frames.receive_bytes(data or b"", now=now)
             if isinstance(result, Rejected):
                 if result.reply:
-                    await self._send(websocket, {"type": "error", "reason": result.error.value})
+                    await self._send(websocket, {"type": "error", "error": result.error.value})
                 continue
             self._deliver(connection, result, now)
 
@@ -305,7 +305,7 @@ class BeaconEndpoint:
     async def _close(self, websocket: WebSocket, code: int, reason: str) -> None:
         if isinstance(reason, BeaconRefusal):
             self.counters.refused[reason] += 1
-            await self._send(websocket, {"type": "error", "reason": reason.value})
+            await self._send(websocket, {"type": "error", "error": reason.value})
         if websocket.application_state is WebSocketState.CONNECTED:
             try:
                 await websocket.close(code=code, reason=str(reason))

@@ -23,7 +23,7 @@
  * connection is down (a stale report is worth nothing).
  *
  * Connection: the first message is {"type":"auth","token":...} (never in the URL); the
- * server answers {"type":"ready"}, and {"type":"error","reason":...} to a bad frame.
+ * server answers {"type":"ready"}, and {"type":"error","error":...} to a bad frame.
  * On a drop the beacon reconnects with exponential backoff (1 s doubling to 30 s, with
  * jitter). It stops for good when stop() is called, when the peer connection closes,
  * when another connection for the same participant supersedes it (close code 4001), or
@@ -165,7 +165,7 @@
         self._status("open");
       } else if (message && message.type === "error") {
         self.errors += 1;
-        self.lastError = String(message.reason);
+        self.lastError = String(message.error);
       }
     };
     ws.onclose = function (event) {

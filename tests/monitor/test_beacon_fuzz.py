@@ -182,7 +182,7 @@ def test_anything_but_a_token_first_is_refused_and_starts_no_session(
         ws.send(first)
         answer = json.loads(ws.recv(timeout=5))
         assert answer["type"] == "error"
-        assert answer["reason"] in ("token_invalid", "token_forbidden")
+        assert answer["error"] in ("token_invalid", "token_forbidden")
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code in (4401, 4403)

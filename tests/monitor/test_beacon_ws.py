@@ -112,7 +112,7 @@ def ready(ws: Any, credential: str | None = None) -> None:
 def settle(ws: Any) -> None:
     """Frames are handled in order: once a bad frame is answered, earlier ones are in."""
     ws.send_text("not json")
-    assert ws.receive_json() == {"type": "error", "reason": "malformed_json"}
+    assert ws.receive_json() == {"type": "error", "error": "malformed_json"}
 
 
 # --- into the session ---------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_the_first_message_must_be_a_publisher_token_for_this_session_and_partic
 ) -> None:
     with monitor.connect() as ws:
         ws.send_text(credential)
-        assert ws.receive_json() == {"type": "error", "reason": reason}
+        assert ws.receive_json() == {"type": "error", "error": reason}
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == code
@@ -217,7 +217,7 @@ def test_the_token_comes_bare_or_in_an_auth_message_like_the_indicators(
 def test_a_binary_first_message_is_not_a_token(monitor: Monitor) -> None:
     with monitor.connect() as ws:
         ws.send_bytes(token().encode())
-        assert ws.receive_json() == {"type": "error", "reason": "token_invalid"}
+        assert ws.receive_json() == {"type": "error", "error": "token_invalid"}
         with pytest.raises(WebSocketDisconnect):
             ws.receive_text()
 
@@ -225,7 +225,7 @@ def test_a_binary_first_message_is_not_a_token(monitor: Monitor) -> None:
 def test_a_connection_that_sends_no_token_in_time_is_closed() -> None:
     for monitor in make_monitor(auth_timeout=0.05):
         with monitor.connect() as ws:
-            assert ws.receive_json() == {"type": "error", "reason": "auth_timeout"}
+            assert ws.receive_json() == {"type": "error", "error": "auth_timeout"}
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_text()
         assert closed.value.code == 4401
@@ -287,13 +287,13 @@ def test_bad_frames_are_answered_with_their_kind_and_the_connection_stays_open(
         ws.send_text(stats(rtt=0.05))
         settle(ws)
         snapshot = monitor.snapshot()
-    assert [a["reason"] for a in answers] == [
+    assert [a["error"] for a in answers] == [
         "malformed_json",
         "schema",
         "oversized",
         "binary_frame",
     ]
-    assert all(set(a) == {"type", "reason"} and a["type"] == "error" for a in answers)
+    assert all(set(a) == {"type", "error"} and a["type"] == "error" for a in answers)
     assert snapshot["client.network.rtt_ms"] == pytest.approx(50.0)
     rejected = monitor.endpoint.counters.as_dict()["rejected"]
     assert rejected == {
@@ -312,7 +312,7 @@ def test_a_flood_is_dropped_and_answered_once() -> None:
             for _ in range(50):
                 ws.send_text(stats())
             ws.send_text(stats())
-            assert ws.receive_json() == {"type": "error", "reason": "rate_limited"}
+            assert ws.receive_json() == {"type": "error", "error": "rate_limited"}
             monitor.in_loop(lambda: None)
         counters = monitor.endpoint.counters
         assert counters.reports == 3
@@ -367,7 +367,7 @@ def test_a_token_that_expires_during_the_connection_closes_it(monitor: Monitor) 
     with monitor.connect() as ws:
         ready(ws, token(now=time.time() - 3602, ttl=3600))
         ws.send_text(stats())  # ...but the connection may not outlive it
-        assert ws.receive_json() == {"type": "error", "reason": "token_expired"}
+        assert ws.receive_json() == {"type": "error", "error": "token_expired"}
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == 4401
