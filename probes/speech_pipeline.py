@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -225,9 +225,10 @@ class SpeechPipeline:
 # -- offline ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One talk spurt: ``[start, end)`` seconds."""
+class Segment(NamedTuple):
+    """A half-open stretch of time ``[start, end)`` in seconds: one talk spurt here; the
+    scenario ground truth (monitor/scenario/truth.py) does interval maths on them as
+    tuples."""
 
     start: float
     end: float

@@ -33,13 +33,13 @@ from monitor.scenario.truth import (
     Backchannel,
     GroundTruth,
     Interruption,
-    Segment,
     Turn,
     intersect,
     subtract,
     total,
     union,
 )
+from probes.speech_pipeline import Segment
 
 __all__ = [
     "Backchannel",

@@ -80,7 +80,6 @@ from monitor.scenario.truth import (
     Backchannel,
     GroundTruth,
     Interruption,
-    Segment,
     Turn,
     active_frames,
     active_level_db,
@@ -94,6 +93,7 @@ from monitor.scenario.truth import (
 )
 from monitor.voices import ClipKind
 from probes.base import FeltsafeError, Role
+from probes.speech_pipeline import Segment
 
 Floats = npt.NDArray[np.float32]
 Int16s = npt.NDArray[np.int16]

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.scenario.truth import GroundTruth, Segment, intersect, subtract, total, union
+from monitor.scenario.truth import GroundTruth, intersect, subtract, total, union
 from probes.base import Role
+from probes.speech_pipeline import Segment
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,12 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from probes.base import Role
+from probes.speech_pipeline import Segment
 
 SAMPLE_RATE = 16000
 FRAME = 0.010
@@ -56,17 +56,6 @@ BACKCHANNEL_MAX = 1.0  # DESIGN.md "Conversation"
 MONOLOGUE_MIN = 20.0  # DESIGN.md "Disclosure window"
 _FULL_SCALE = 32768.0
 _FLOOR_DB = -200.0
-
-
-class Segment(NamedTuple):
-    """A half-open stretch of time ``[start, end)`` in seconds."""
-
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.scenario.truth import (
-    Segment,
     active_frames,
     active_level_db,
     intersect,
@@ -19,6 +18,7 @@ from monitor.scenario.truth import (
     total,
     union,
 )
+from probes.speech_pipeline import Segment
 
 RATE = 16000
 
