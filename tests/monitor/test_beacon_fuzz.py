@@ -64,6 +64,9 @@ def anchor(server: Server) -> Iterator[ClientConnection]:
         yield ws
 
 
+LEVEL = json.dumps({"type": "level", "v": 1, "rms": 0.001, "duration": 0.1})
+
+
 def stats(rtt: float) -> str:
     return json.dumps({"type": "stats", "v": 1, "inbound": [], "roundTripTime": rtt})
 
@@ -124,6 +127,10 @@ def test_fuzzed_frames_are_counted_one_by_one_and_never_close_the_connection(
             except ConnectionClosed as closed:
                 pytest.fail(f"the server closed the beacon: {closed.rcvd}")
         ledger.sent += len(stream)
+    # The anchor keeps talking, as a real beacon does ten times a second: a participant
+    # silent for 20 s is gone, and a long fuzzing run would otherwise end the session.
+    anchor.send(LEVEL)
+    ledger.sent += 1
     # The client closed: the server handles every frame before it sees the close.
     deadline = time.monotonic() + 10
     while (counters := server.counters()) and handled(counters) < ledger.sent:

@@ -570,7 +570,7 @@ def test_rejected_whip_offers_and_beacon_frames_are_ingest_errors(client: TestCl
         beacon.send_text(publisher)
         assert beacon.receive_json()["type"] == "ready"
         beacon.send_text("{not json")
-        assert beacon.receive_json() == {"type": "error", "reason": "malformed_json"}
+        assert beacon.receive_json() == {"type": "error", "error": "malformed_json"}
     counters = client.app.state.beacon.counters  # type: ignore[attr-defined]
     assert counters.rejected[BeaconError.MALFORMED_JSON] == 1
     _, _, values = scrape(client)
