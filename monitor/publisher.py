@@ -179,7 +179,6 @@ class Publisher:
         ice_servers: Sequence[IceServer] = (),
         clock: Callable[[], float],
         on_failed: Callable[[Publisher], None],
-        decode_audio_here: bool | None = None,
     ) -> None:
         self.session = session
         self.role = role
@@ -198,9 +197,7 @@ class Publisher:
         self._hooks: list[RtpHook] = []
         self._taps: list[DecoderTap] = []
         # Full mode decodes audio itself (monitor/audio_decode.py) when libopus is here.
-        self.decode_audio_here = (
-            opus_available() if decode_audio_here is None else decode_audio_here
-        )
+        self.decode_audio_here = opus_available()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.decode_errors = 0
@@ -237,7 +234,8 @@ class Publisher:
             elif kind is MediaKind.VIDEO:
                 path = _VideoPath(self.session, self.role)
             elif self.decode_audio_here:
-                self._taps.append(tap_decoding(receiver, self._encoded_audio_path().on_encoded))
+                audio = _EncodedAudioPath(self.session, self.role, clock=self._clock, errors=self)
+                self._taps.append(tap_decoding(receiver, audio.on_encoded))
             else:
                 path = _AudioPath(self.session, self.role)
             self._hooks.append(
@@ -285,9 +283,6 @@ class Publisher:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _encoded_audio_path(self) -> _EncodedAudioPath:
-        return _EncodedAudioPath(self.session, self.role, clock=self._clock, errors=self)
 
     async def _drain(
         self, kind: MediaKind, track: MediaStreamTrack, path: _FramePath | None
