@@ -12,8 +12,10 @@ sends:
 - the identical-content freeze, fed Y-plane thumbnails in full mode;
 - the speech detector: webrtcvad on decoded PCM in full mode, the RFC 6464 level (or the
   beacon's microphone level) in metadata mode;
-- the RTT of their path and what the other participant's browser reports about their
-  media (monitor/beacon_view.py), used where the monitor does not see the stream.
+- the RTT of their path: the browser's own figure from their beacon when there is one,
+  else the round trip of the WHIP connection's ICE consent checks (monitor/ice_rtt.py);
+- what the other participant's browser reports about their media
+  (monitor/beacon_view.py), used where the monitor does not see the stream.
 
 Presence: ``last_seen`` moves with every packet, report and level sample. The media is
 *interrupted* when a WHIP-attached participant's packets stop for ``interrupted_after``
@@ -56,6 +58,7 @@ class LeftReason(StrEnum):
 
 
 Wake = Callable[[float], None]
+PATH_RTT_MAX_AGE = 15.0
 DEFAULT_PTIME = 0.02  # RFC 7587: Opus in WebRTC sends 20 ms packets
 MIN_PTIME = 0.0025
 
@@ -75,7 +78,10 @@ class Participant:
         self._level_clock = RtpTimestampClock()
         self._level_ssrc: int | None = None
         self._ptime: float | None = None
-        self.rtt = RttEstimator()
+        self.rtt = RttEstimator()  # the beacon's: the browser's own view of its call
+        # ICE consent checks of the WHIP publisher (monitor/ice_rtt.py): one every 4-6 s,
+        # so a sample stays good for three of them.
+        self.path_rtt = RttEstimator(max_age=PATH_RTT_MAX_AGE)
         self.beacon_view = {kind: BeaconInboundView(kind) for kind in MediaKind}
         self.attachments: set[Attachment] = set()
         self.joined_at: float | None = None
@@ -195,6 +201,15 @@ class Participant:
     def on_rtt(self, rtt_ms: float, *, now: float) -> None:
         self.rtt.on_external_rtt(rtt_ms, now=now)
         self.last_seen = max(self.last_seen, now)
+
+    def on_path_rtt(self, rtt_ms: float, *, now: float) -> None:
+        """The round trip of this participant's path to the monitor (an ICE consent check)."""
+        self.path_rtt.on_external_rtt(rtt_ms, now=now)
+
+    def rtt_ms(self, *, now: float) -> float | None:
+        """The beacon's RTT (the browser's own measurement) if fresh, else the ICE one."""
+        beacon = self.rtt.rtt_ms(now=now)
+        return beacon if beacon is not None else self.path_rtt.rtt_ms(now=now)
 
     # -- time -------------------------------------------------------------------------
 

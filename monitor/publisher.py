@@ -22,6 +22,9 @@ Y-plane thumbnail for the identical-content check (no colour conversion: the Y p
 already grey). In metadata mode nothing is decoded, so the drains only wait for the end
 of their tracks.
 
+The round trip of the connection's ICE consent checks is the participant's path RTT
+(monitor/ice_rtt.py), for a publisher whose browser runs no beacon.
+
 Content never leaves this module: PCM and thumbnails are handed to the probes and
 dropped with the frame; nothing is logged but counts.
 """
@@ -56,6 +59,7 @@ from monitor.audio_decode import (
     opus_available,
 )
 from monitor.config import IceServer, Mode
+from monitor.ice_rtt import ConsentRtt, install_consent_rtt
 from monitor.media_clock import MediaClock
 from monitor.observations import MediaSpec
 from monitor.rtp_hook import (
@@ -196,6 +200,7 @@ class Publisher:
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._hooks: list[RtpHook] = []
         self._taps: list[DecoderTap] = []
+        self._consent_rtt: ConsentRtt | None = None
         # Full mode decodes audio itself (monitor/audio_decode.py) when libopus is here.
         self.decode_audio_here = opus_available()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -243,7 +248,11 @@ class Publisher:
             )
             self._spawn(self._drain(kind, receiver.track, path))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._consent_rtt = install_consent_rtt(self._pc, self._on_path_rtt, clock=self._clock)
         return str(self._pc.localDescription.sdp)
+
+    def _on_path_rtt(self, rtt_ms: float, now: float) -> None:
+        self.session.on_path_rtt(self.role, rtt_ms, now=now)
 
     async def close(self) -> None:
         """Close the connection and end every task it started; idempotent."""
@@ -253,6 +262,8 @@ class Publisher:
         await self._pc.close()
         for hook in self._hooks:
             hook.uninstall()
+        if self._consent_rtt is not None:
+            self._consent_rtt.uninstall()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

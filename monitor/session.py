@@ -23,6 +23,7 @@ Inputs (all take ``now``):
 ``on_video_frame``                a Y-plane thumbnail of a decoded frame (full mode)
 ``on_beacon_report``              a validated beacon report from one browser
 ``on_audio_level``                a microphone level sample from one browser's beacon
+``on_path_rtt``                   the round trip of an ICE consent check (WHIP)
 ``set_marker``                    the therapist's "sensitive moment" marker
 ================================  ====================================================
 
@@ -331,6 +332,11 @@ class Session:
         participant = self.participants[role]
         participant.last_seen = max(participant.last_seen, now)
 
+    def on_path_rtt(self, role: Role, rtt_ms: float, *, now: float) -> None:
+        """The round trip of ``role``'s WHIP connection (ICE consent), used for their
+        ``network.rtt_ms`` when their browser's beacon gives none."""
+        self.participants[role].on_path_rtt(rtt_ms, now=now)
+
     def set_marker(self, on: bool, *, now: float) -> None:
         """The therapist's "sensitive moment" marker (opens the disclosure window)."""
         self.speech.set_marker(on, now=now)
@@ -349,7 +355,7 @@ class Session:
 
     def _one_way_delay(self, now: float) -> float | None:
         """Half the mean of the known RTTs, seconds (P2P: both browsers measure one path)."""
-        rtts = [r for p in self.participants.values() if (r := p.rtt.rtt_ms(now=now)) is not None]
+        rtts = [r for p in self.participants.values() if (r := p.rtt_ms(now=now)) is not None]
         return sum(rtts) / len(rtts) / 2000.0 if rtts else None
 
     def _update_delay(self, now: float) -> None:
@@ -384,7 +390,7 @@ class Session:
             values[f"{role}.video.fps"] = seen_video.fps
             values[f"{role}.video.freeze_count"] = seen_video.freeze_count
             values[f"{role}.video.total_freezes_s"] = seen_video.total_freezes_s
-        rtt_ms = participant.rtt.rtt_ms(now=now)
+        rtt_ms = participant.rtt_ms(now=now)
         values[f"{role}.network.rtt_ms"] = rtt_ms
         values[f"{role}.network.mos"] = _mos(
             rtt_ms, values[f"{role}.audio.jitter_ms"], values[f"{role}.audio.loss_ratio"]

@@ -331,6 +331,24 @@ def test_mos_is_computed_when_rtt_jitter_and_loss_are_known() -> None:
     assert mos == pytest.approx(4.33, abs=0.03)
 
 
+def test_a_whip_publisher_without_a_beacon_gets_rtt_and_mos_from_ice_consent() -> None:
+    session = Session("s", mode=Mode.METADATA, now=0.0)
+    client = Publisher(session, Role.CLIENT, now=0.0)
+    client.run(0.0, 6.0, video=False)
+    assert session.snapshot(now=6.0)["client.network.mos"] is None  # no RTT yet
+    session.on_path_rtt(Role.CLIENT, 40.0, now=5.0)
+    snapshot = session.snapshot(now=6.0)
+    assert snapshot["client.network.rtt_ms"] == pytest.approx(40.0)
+    assert snapshot["client.network.mos"] is not None
+    assert snapshot["session.one_way_delay_ms"] == pytest.approx(20.0)
+    # The browser's own figure (its beacon) wins while it is fresh: it measures the call.
+    session.on_beacon_report(Role.CLIENT, BeaconReport(round_trip_time=0.150), now=6.0)
+    assert session.snapshot(now=6.5)["client.network.rtt_ms"] == pytest.approx(150.0)
+    # Consent checks come every 4-6 s: a sample stands for 15 s, then it is unknown.
+    assert session.snapshot(now=19.9)["client.network.rtt_ms"] == pytest.approx(40.0)
+    assert session.snapshot(now=20.1)["client.network.rtt_ms"] is None
+
+
 def test_a_stale_beacon_is_unknown_not_perfect() -> None:
     session = Session("s", mode=Mode.FULL, now=0.0)
     report = BeaconReport(inbound=(InboundStreamStats(MediaKind.AUDIO, jitter=0.01),))

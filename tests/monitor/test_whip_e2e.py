@@ -240,6 +240,13 @@ async def test_a_paused_sender_freezes_and_talk_follows_the_script(
     assert final["conversation.client.talk_time_s"] == pytest.approx(2.2, abs=0.3)
     assert final["conversation.turns_total"] == 2
     assert final["therapist.media.interrupted"] is False
+    # No beacons here: each publisher's RTT, and so its MOS, comes from the ICE consent
+    # checks of its WHIP connection (every 4-6 s; loopback, so a few milliseconds).
+    for role in Role:
+        rtt = final[f"{role}.network.rtt_ms"]
+        assert isinstance(rtt, float)
+        assert 0.0 <= rtt < 100.0
+        assert final[f"{role}.network.mos"] is not None
 
 
 def _threads() -> list[str]:
