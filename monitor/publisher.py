@@ -275,14 +275,15 @@ class Publisher:
         role = self.role
 
         def on_packet(packet: RtpPacket, now: float) -> None:
+            # Positional: a third cheaper than keywords, on every packet.
             header = RtpHeader(
-                ssrc=packet.ssrc,
-                sequence_number=packet.sequence_number,
-                timestamp=packet.timestamp,
-                payload_type=packet.payload_type,
-                marker=bool(packet.marker),
-                size_bytes=wire_size(packet),
-                audio_level_dbov=audio_level_dbov(packet),
+                packet.ssrc,  # ssrc
+                packet.sequence_number,  # sequence_number
+                packet.timestamp,  # timestamp
+                packet.payload_type,  # payload_type
+                bool(packet.marker),  # marker
+                wire_size(packet),  # size_bytes
+                audio_level_dbov(packet),  # audio_level_dbov
             )
             on_rtp(role, kind, header, now=now)
 
