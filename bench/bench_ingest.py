@@ -4,7 +4,7 @@ What is measured: one receiving process (this one) runs the monitor app under uv
 on 127.0.0.1 with media on 127.0.0.2. A separate sender process publishes N sessions,
 each two participants sending Opus (20 ms, encoded live, with RFC 6464 levels) and VP8
 640x360 at 30 fps (pre-encoded once and re-packetised, so the sender stays cheap and
-the receiver's decoder sees real VP8). Three receivers, one after the other, same run:
+the receiver's decoder sees real VP8). Four receivers, one after the other, same run:
 
 - bare: an RTCPeerConnection per participant that only drains its tracks (aiortc
   decodes audio and video): the floor any aiortc-based monitor pays;
