@@ -127,7 +127,9 @@ def issue_token(
         "role": role.value,
         "iat": int(issued),
         "exp": int(issued + ttl),
-        "jti": secrets.token_urlsafe(12),
+        # Hex, not urlsafe base64: an id starting with "-" reads as an option to
+        # `feltsafe token revoke --jti ID` (ids of older tokens: --jti=ID).
+        "jti": secrets.token_hex(12),
     }
     if session is not None:
         claims["session"] = session

@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("token", nargs="?", help="the token to revoke (expired or not)")
-    which.add_argument("--jti", help="the id (jti claim) of the token to revoke")
+    which.add_argument(
+        "--jti", help="the id (jti claim) of the token to revoke (one starting with -: --jti=ID)"
+    )
     revoke.add_argument("--config", type=Path, help="config file (TOML)")
     revoke.set_defaults(func=run_revoke)
 

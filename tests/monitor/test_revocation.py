@@ -154,6 +154,17 @@ def test_a_revoked_tokens_id_comes_from_the_token_even_when_expired() -> None:
     assert expires_at < time.time()
 
 
+def test_an_id_starting_with_a_dash_is_revoked_with_the_equals_form(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Tokens issued before ids were hex could have one (urlsafe base64).
+    monkeypatch.setenv("FELTSAFE_SECRET", SECRET)
+    monkeypatch.setenv("FELTSAFE_REVOCATION_LIST", str(tmp_path / "revoked"))
+    assert main(["token", "revoke", "--jti=-Xy_z0"]) == 0
+    assert "1 token(s) on the list" in capsys.readouterr().out
+    assert "-Xy_z0" in (tmp_path / "revoked").read_text()
+
+
 def test_the_cli_needs_a_configured_revocation_list(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,6 +54,14 @@ def test_each_token_has_its_own_id() -> None:
     )
 
 
+def test_token_ids_never_read_as_a_command_line_option() -> None:
+    # `feltsafe token revoke --jti ID`: an id starting with "-" would be taken for an option
+    # (it happened: urlsafe base64 ids start with "-" one time in 64).
+    ids = [verify_token(SECRET, _publisher()).token_id for _ in range(500)]
+    assert all(token_id[0].isalnum() for token_id in ids)
+    assert len(set(ids)) == len(ids)
+
+
 def test_an_expired_token_is_invalid() -> None:
     old = _publisher(ttl=60, now=time.time() - 3600)
     with pytest.raises(TokenInvalidError, match="expired"):
